@@ -1,0 +1,119 @@
+//! Builds the workspace's guest components for `wasm32-wasip2` so that
+//! `port-host` can embed the real component and the tests can load the
+//! adversarial guest, with no step beyond `cargo build`.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, exit};
+
+const TARGET: &str = "wasm32-wasip2";
+/// The size-tuned profile in the workspace manifest; the host keeps `release`.
+const PROFILE: &str = "component";
+/// (package, artifact, environment variable naming its path)
+const GUESTS: [(&str, &str, &str); 2] = [
+    ("hbutils-port", "hbutils_port.wasm", "PORT_COMPONENT_WASM"),
+    ("escape-guest", "escape_guest.wasm", "ESCAPE_GUEST_WASM"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir
+        .parent()
+        .expect("host-example lives in the workspace");
+    for input in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "wit",
+        "tests/escape-guest",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(input).display());
+    }
+
+    ensure_target_installed();
+
+    let target_dir = guest_target_dir();
+    let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .current_dir(root)
+        .args([
+            "build",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    for (package, _, _) in GUESTS {
+        cargo.args(["-p", package]);
+    }
+    // The outer build's flags and wrappers are for the host (clippy's driver,
+    // native CPU flags); the guests build for wasm with their own settings.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+    ] {
+        cargo.env_remove(var);
+    }
+    run(&mut cargo, "building the wasm32-wasip2 guests");
+
+    for (_, artifact, var) in GUESTS {
+        let path = target_dir.join(TARGET).join(PROFILE).join(artifact);
+        println!("cargo:rustc-env={var}={}", path.display());
+    }
+}
+
+/// The pinned toolchain lists the wasm target, but rustup only installs listed
+/// targets with the toolchain itself: a machine that already had 1.95.0 lacks it.
+fn ensure_target_installed() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc).args(["--print", "sysroot"]).output();
+    let Ok(output) = output else {
+        fail("cannot run rustc to find its sysroot");
+    };
+    let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(TARGET)
+        .is_dir()
+    {
+        return;
+    }
+    println!(
+        "cargo:warning=installing the {TARGET} target with rustup (listed in rust-toolchain.toml)"
+    );
+    run(
+        Command::new("rustup").args(["target", "add", TARGET]),
+        "rustup target add",
+    );
+}
+
+/// A folder beside the host's own build output, shared by every host profile
+/// so that `cargo build`, `cargo test` and `cargo clippy` reuse one guest build.
+fn guest_target_dir() -> PathBuf {
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    // OUT_DIR is <target-dir>/[<triple>/]<profile>/build/<pkg>/out; cargo marks
+    // the target directory itself with CACHEDIR.TAG.
+    let target_root = out_dir
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .unwrap_or(&out_dir);
+    target_root.join("guests")
+}
+
+fn run(command: &mut Command, what: &str) {
+    match command.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => fail(&format!("{what} failed ({status})")),
+        Err(error) => fail(&format!("{what} could not start: {error}")),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    exit(1);
+}
