@@ -1,0 +1,216 @@
+//! The host grants loopback TCP and nothing else. An adversarial guest
+//! (`tests/escape-guest`) tries each way out under the same policy the
+//! component gets; `--deny-network` takes even loopback away.
+
+mod common;
+
+use common::{free_port, ipv6_loopback, listen, session};
+use port_host::{Candidates, ErrorCode, Limits, NetworkPolicy, PortRange, State, Stderr};
+use wasmtime::Store;
+use wasmtime::component::{Component, Instance};
+
+struct Escape {
+    store: Store<State>,
+    instance: Instance,
+}
+
+impl Escape {
+    fn new(network: NetworkPolicy) -> Self {
+        Self::with_limits(network, Limits::default())
+    }
+
+    fn with_limits(network: NetworkPolicy, limits: Limits) -> Self {
+        let engine = port_host::engine().unwrap();
+        let component = Component::from_file(&engine, env!("ESCAPE_GUEST_WASM")).unwrap();
+        let linker = port_host::linker(&engine).unwrap();
+        let (mut store, _) = port_host::sandboxed_store(&engine, network, Stderr::Inherit, limits);
+        let instance = linker.instantiate(&mut store, &component).unwrap();
+        Escape { store, instance }
+    }
+
+    fn call<P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower>(
+        &mut self,
+        name: &str,
+        params: P,
+    ) -> String {
+        let func = self
+            .instance
+            .get_typed_func::<P, (String,)>(&mut self.store, name)
+            .unwrap();
+        func.call(&mut self.store, params).unwrap().0
+    }
+
+    fn bind_tcp(&mut self, ip: &str, port: u16) -> String {
+        self.call("bind-tcp", (ip, port))
+    }
+    fn listen_tcp(&mut self, ip: Option<&str>) -> String {
+        self.call("listen-tcp", (ip,))
+    }
+    fn connect_tcp(&mut self, ip: &str, port: u16) -> String {
+        self.call("connect-tcp", (ip, port))
+    }
+    fn bind_udp(&mut self, ip: &str, port: u16) -> String {
+        self.call("bind-udp", (ip, port))
+    }
+    fn lookup(&mut self, name: &str) -> String {
+        self.call("lookup", (name,))
+    }
+}
+
+#[test]
+fn loopback_tcp_is_granted() {
+    // The control: without it, every refusal below could be a broken guest.
+    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    assert_eq!(guest.bind_tcp("127.0.0.1", free_port()), "ok");
+    assert_eq!(guest.bind_tcp("127.0.0.1", 0), "ok");
+    assert_eq!(guest.listen_tcp(Some("127.0.0.1")), "ok");
+    let server = listen(0);
+    assert_eq!(
+        guest.connect_tcp("127.0.0.1", server.local_addr().unwrap().port()),
+        "ok"
+    );
+    if ipv6_loopback() {
+        assert_eq!(guest.bind_tcp("::1", free_port()), "ok");
+        assert_eq!(guest.listen_tcp(Some("::1")), "ok");
+    }
+}
+
+#[test]
+fn bind_on_a_wildcard_address_is_refused() {
+    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    let port = free_port();
+    assert_eq!(guest.bind_tcp("0.0.0.0", port), "bind: access-denied");
+    assert_eq!(guest.bind_tcp("::", port), "bind: access-denied");
+}
+
+#[test]
+fn listen_on_a_wildcard_socket_is_refused() {
+    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    // Unbound: WASI 0.2 refuses outright (the policy's answer to the
+    // implicit wildcard bind and listen would also be no; see policy.rs).
+    assert_eq!(guest.listen_tcp(None), "listen: invalid-state");
+    // Bound to the wildcard with port 0 (admitted for a connect's implicit
+    // bind): the listen is checked against the real address and refused.
+    assert_eq!(guest.listen_tcp(Some("0.0.0.0")), "listen: access-denied");
+    assert_eq!(guest.listen_tcp(Some("::")), "listen: access-denied");
+}
+
+#[test]
+fn bind_on_a_non_loopback_address_is_refused() {
+    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    // Refused by the policy before any syscall, so no address need exist here.
+    assert_eq!(guest.bind_tcp("192.0.2.1", 0), "bind: access-denied");
+    assert_eq!(guest.bind_tcp("2001:db8::1", 0), "bind: access-denied");
+}
+
+#[test]
+fn connect_to_a_non_loopback_address_is_refused() {
+    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    // The policy refuses before any packet is sent; 100::/64 is the IPv6
+    // discard prefix, so even a broken policy would reach nothing.
+    assert_eq!(guest.connect_tcp("100::1", 9), "connect: access-denied");
+}
+
+#[test]
+fn udp_is_refused_even_on_loopback() {
+    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    assert_eq!(guest.bind_udp("127.0.0.1", 0), "create: access-denied");
+}
+
+#[test]
+fn name_lookup_is_refused() {
+    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    // wasmtime-wasi's word for a lookup the host does not allow; "localhost"
+    // itself resolves from /etc/hosts wherever lookups are allowed.
+    assert_eq!(
+        guest.lookup("localhost"),
+        "resolve: permanent-resolver-failure"
+    );
+}
+
+#[test]
+fn denied_network_refuses_even_loopback() {
+    let mut guest = Escape::new(NetworkPolicy::Denied);
+    assert_eq!(guest.bind_tcp("127.0.0.1", 0), "create: access-denied");
+    assert_eq!(
+        guest.connect_tcp("127.0.0.1", free_port()),
+        "create: access-denied"
+    );
+}
+
+#[test]
+fn denied_network_makes_both_functions_access_denied() {
+    let mut session = common::host()
+        .session(NetworkPolicy::Denied, Stderr::Capture)
+        .unwrap();
+    let port = free_port();
+    assert_eq!(
+        session.is_free_port(port).unwrap(),
+        Err(ErrorCode::AccessDenied)
+    );
+    let candidates = Candidates::Range(PortRange {
+        start: port.into(),
+        end: u32::from(port) + 1,
+        step: 1,
+    });
+    assert_eq!(
+        session.get_free_port(Some(&candidates), true).unwrap(),
+        Err(ErrorCode::AccessDenied)
+    );
+    assert_eq!(
+        session.get_free_port(None, false).unwrap(),
+        Err(ErrorCode::AccessDenied)
+    );
+}
+
+#[test]
+fn a_session_after_a_denied_one_is_unaffected() {
+    let port = free_port();
+    let mut denied = common::host()
+        .session(NetworkPolicy::Denied, Stderr::Capture)
+        .unwrap();
+    assert_eq!(
+        denied.is_free_port(port).unwrap(),
+        Err(ErrorCode::AccessDenied)
+    );
+    assert_eq!(session().is_free_port(port).unwrap(), Ok(true));
+}
+
+#[test]
+fn runaway_guest_is_stopped_by_the_call_deadline() {
+    let limits = Limits {
+        call_timeout: std::time::Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let mut guest = Escape::with_limits(NetworkPolicy::LoopbackTcp, limits);
+    let spin = guest
+        .instance
+        .get_typed_func::<(), ()>(&mut guest.store, "spin")
+        .unwrap();
+    let error = spin.call(&mut guest.store, ()).unwrap_err();
+    assert_eq!(
+        error.downcast_ref::<wasmtime::Trap>(),
+        Some(&wasmtime::Trap::Interrupt),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn memory_hungry_guest_is_stopped_by_the_memory_limit() {
+    let limits = Limits {
+        memory_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let mut guest = Escape::with_limits(NetworkPolicy::LoopbackTcp, limits);
+    let hoard = guest
+        .instance
+        .get_typed_func::<(u32,), (u32,)>(&mut guest.store, "hoard")
+        .unwrap();
+    assert_eq!(
+        hoard.call(&mut guest.store, (4,)).unwrap(),
+        (4 << 20,),
+        "well within the limit"
+    );
+    let error = hoard.call(&mut guest.store, (64,)).unwrap_err();
+    assert!(format!("{error:?}").contains("memory"), "{error:?}");
+}
