@@ -1,10 +1,15 @@
 //! Builds the workspace's guest components for `wasm32-wasip2` so that
 //! `port-host` can embed the real component and the tests can load the
-//! adversarial guest, with no step beyond `cargo build`.
+//! adversarial guest, with no step beyond `cargo build`; then compiles the
+//! component to native code, so that `port-host` starts without Cranelift.
 
 use std::env;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, exit};
+
+#[path = "src/engine_config.rs"]
+mod engine_config;
 
 const TARGET: &str = "wasm32-wasip2";
 /// The size-tuned profile in the workspace manifest; the host keeps `release`.
@@ -65,6 +70,38 @@ fn main() {
         let path = target_dir.join(TARGET).join(PROFILE).join(artifact);
         println!("cargo:rustc-env={var}={}", path.display());
     }
+
+    let component = target_dir.join(TARGET).join(PROFILE).join(GUESTS[0].1);
+    let precompiled =
+        PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("hbutils_port.cwasm");
+    precompile(&component, &precompiled);
+    println!(
+        "cargo:rustc-env=PORT_COMPONENT_CWASM={}",
+        precompiled.display()
+    );
+}
+
+/// Cranelift output for the machine the host is built for, with the engine
+/// settings the library uses to load it.
+fn precompile(component: &Path, output: &Path) {
+    let wasm = fs::read(component)
+        .unwrap_or_else(|e| fail(&format!("reading {}: {e}", component.display())));
+    let mut config = engine_config::engine_config();
+    let (host, target) = (env::var("HOST"), env::var("TARGET"));
+    if let (Ok(host), Ok(target)) = (host, target)
+        && host != target
+    {
+        config
+            .target(&target)
+            .unwrap_or_else(|e| fail(&format!("wasmtime cannot compile for {target}: {e}")));
+    }
+    let engine =
+        wasmtime::Engine::new(&config).unwrap_or_else(|e| fail(&format!("wasmtime engine: {e}")));
+    let compiled = engine
+        .precompile_component(&wasm)
+        .unwrap_or_else(|e| fail(&format!("precompiling {}: {e}", component.display())));
+    fs::write(output, compiled)
+        .unwrap_or_else(|e| fail(&format!("writing {}: {e}", output.display())));
 }
 
 /// The pinned toolchain lists the wasm target, but rustup only installs listed

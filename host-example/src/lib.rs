@@ -4,7 +4,30 @@
 //! WIT, an engine and a pre-instantiated component built once ([`PortHost`]),
 //! then a store per caller ([`Session`]) with typed calls. What the guest may
 //! do on the network is decided by [`NetworkPolicy`], in `policy.rs`.
+//!
+//! ```
+//! use port_host::{Candidates, NetworkPolicy, PortHost, PortRange, Stderr, describe};
+//!
+//! # fn main() -> wasmtime::Result<()> {
+//! // Engine and compiled component: once per process.
+//! let host = PortHost::new()?;
+//! // A store and an instance: one per caller.
+//! let mut session = host.session(NetworkPolicy::LoopbackTcp, Stderr::Inherit)?;
+//!
+//! match session.is_free_port(8080)? {
+//!     Ok(free) => println!("8080 is free: {free}"),
+//!     Err(error) => eprintln!("cannot tell: {}", describe(&error)),
+//! }
+//! let range = Candidates::Range(PortRange { start: 8000, end: 8100, step: 1 });
+//! match session.get_free_port(Some(&range), true)? {
+//!     Ok(port) => println!("use {port}"),
+//!     Err(error) => eprintln!("{}", describe(&error)),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
+mod engine_config;
 mod policy;
 
 use std::path::Path;
@@ -12,7 +35,7 @@ use std::thread;
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::error::Context;
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime::{Result, bail};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -28,6 +51,10 @@ wasmtime::component::bindgen!({
 
 /// The component built from this workspace (`src/`, `wit/`), embedded at build time.
 pub const COMPONENT: &[u8] = include_bytes!(env!("PORT_COMPONENT_WASM"));
+
+/// [`COMPONENT`] compiled to native code by the build script, so that a host
+/// process starts without running Cranelift.
+const PRECOMPILED: &[u8] = include_bytes!(env!("PORT_COMPONENT_CWASM"));
 
 /// How often the engine's epoch advances; a call's deadline is counted in these.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -95,7 +122,16 @@ impl WasiView for State {
 impl PortHost {
     /// The embedded component with default limits.
     pub fn new() -> Result<Self> {
-        Self::from_bytes(COMPONENT, Limits::default())
+        let engine = engine()?;
+        // SAFETY: `PRECOMPILED` is what this build's script made with this
+        // wasmtime and `engine_config`, never outside input; wasmtime still
+        // checks its version and settings and refuses a mismatch.
+        let component = match unsafe { Component::deserialize(&engine, PRECOMPILED) } {
+            Ok(component) => component,
+            // Built on a machine whose CPU features this one lacks, say.
+            Err(_) => Component::new(&engine, COMPONENT)?,
+        };
+        Self::instantiable(engine, &component, Limits::default())
     }
 
     /// Another build of the component, from a `.wasm` file.
@@ -105,12 +141,17 @@ impl PortHost {
         Self::from_bytes(&bytes, limits)
     }
 
+    /// Another build of the component, as `.wasm` bytes; compiled here.
     pub fn from_bytes(wasm: &[u8], limits: Limits) -> Result<Self> {
         let engine = engine()?;
         let component = Component::new(&engine, wasm).context("not a valid component")?;
+        Self::instantiable(engine, &component, limits)
+    }
+
+    fn instantiable(engine: Engine, component: &Component, limits: Limits) -> Result<Self> {
         let linker = linker(&engine)?;
         let pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .context("the component needs imports this host does not give")?;
         let pre =
             PortUtilsPre::new(pre).context("the component does not export hbutils:network/port")?;
@@ -168,12 +209,9 @@ impl Session {
     }
 }
 
-/// The engine every store shares. Epoch interruption is what lets a call's
-/// deadline stop a guest stuck in a loop.
+/// The engine every store shares, with its epoch ticking for call deadlines.
 pub fn engine() -> Result<Engine> {
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    let engine = Engine::new(&config)?;
+    let engine = Engine::new(&engine_config::engine_config())?;
     spawn_epoch_ticker(&engine);
     Ok(engine)
 }
