@@ -22,7 +22,7 @@ mod component {
 
     impl Guest for Component {
         fn is_free_port(port: u16) -> Result<bool, ErrorCode> {
-            search::is_free_port(&mut WasiProbe::new(), port).map_err(to_wit)
+            search::is_free_port(&mut WasiProbe, port).map_err(to_wit)
         }
 
         fn get_free_port(ports: Option<Candidates>, strict: bool) -> Result<u16, ErrorCode> {
@@ -34,7 +34,7 @@ mod component {
                 },
                 Candidates::Explicit(list) => search::Candidates::Explicit(list),
             });
-            search::get_free_port(&mut WasiProbe::new(), ports.as_ref(), strict, |warning| {
+            search::get_free_port(&mut WasiProbe, ports.as_ref(), strict, |warning| {
                 // Nothing useful can be done if stderr is closed: the warning
                 // is advice, and the answer still stands.
                 let _ =

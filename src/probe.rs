@@ -21,17 +21,15 @@ use wasi::sockets::tcp_create_socket::create_tcp_socket;
 /// collision is already unlikely.
 const OS_CHOICE_ATTEMPTS: usize = 8;
 
-pub struct WasiProbe {
-    network: Network,
+thread_local! {
+    /// The instance's network handle, fetched once: every host call a probe
+    /// saves is time saved on each of the thousands of ports a search may try.
+    static NETWORK: Network = instance_network();
 }
 
-impl WasiProbe {
-    pub fn new() -> Self {
-        WasiProbe {
-            network: instance_network(),
-        }
-    }
+pub struct WasiProbe;
 
+impl WasiProbe {
     fn bind_loopback(&self, family: IpAddressFamily, port: u16) -> Result<TcpSocket, ErrorCode> {
         let socket = create_tcp_socket(family)?;
         let address = match family {
@@ -46,7 +44,7 @@ impl WasiProbe {
                 scope_id: 0,
             }),
         };
-        socket.start_bind(&self.network, address)?;
+        NETWORK.with(|network| socket.start_bind(network, address))?;
         // wasmtime finishes a bind at once, but the WASI contract lets a host
         // defer it (to ask the user, say), so honour `would-block`.
         loop {

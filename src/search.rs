@@ -44,13 +44,15 @@ pub enum Candidates {
 
 impl Candidates {
     /// Every candidate in order, or why they cannot be walked.
-    fn ports(&self) -> Result<Box<dyn Iterator<Item = u16> + '_>, Error> {
-        match *self {
-            Candidates::Explicit(ref ports) => Ok(Box::new(ports.iter().copied())),
-            Candidates::Range { start, end, step } => {
-                range_ports(start, end, step).map(|ports| Box::new(ports) as Box<_>)
-            }
-        }
+    fn ports(&self) -> Result<impl Iterator<Item = u16> + '_, Error> {
+        let (listed, ranged) = match *self {
+            Candidates::Explicit(ref ports) => (Some(ports.iter().copied()), None),
+            Candidates::Range { start, end, step } => (None, Some(range_ports(start, end, step)?)),
+        };
+        Ok(listed
+            .into_iter()
+            .flatten()
+            .chain(ranged.into_iter().flatten()))
     }
 }
 
@@ -228,8 +230,7 @@ mod tests {
 
     #[test]
     fn full_unprivileged_range_is_walked_lazily() {
-        let candidates = range(1024, 65536, 1);
-        let mut ports = candidates.ports().unwrap();
+        let mut ports = range_ports(1024, 65536, 1).unwrap();
         assert_eq!(ports.size_hint(), (64512, Some(64512)));
         assert_eq!(ports.next(), Some(1024));
         assert_eq!(ports.last(), Some(65535));
