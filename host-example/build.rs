@@ -66,12 +66,16 @@ fn main() {
     }
     run(&mut cargo, "building the wasm32-wasip2 guests");
 
-    for (_, artifact, var) in GUESTS {
+    for (_, artifact, var) in &GUESTS[1..] {
         let path = target_dir.join(TARGET).join(PROFILE).join(artifact);
         println!("cargo:rustc-env={var}={}", path.display());
     }
 
-    let component = target_dir.join(TARGET).join(PROFILE).join(GUESTS[0].1);
+    // The component as shipped: without its debug names (see below).
+    let built = target_dir.join(TARGET).join(PROFILE).join(GUESTS[0].1);
+    let component = target_dir.join(GUESTS[0].1);
+    strip_component_names(&built, &component);
+    println!("cargo:rustc-env={}={}", GUESTS[0].2, component.display());
     let precompiled =
         PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("hbutils_port.cwasm");
     precompile(&component, &precompiled);
@@ -81,12 +85,52 @@ fn main() {
     );
 }
 
+/// `strip = true` strips the core module, but wasm-component-ld still writes
+/// a top-level `component-name` section, a twelfth of the component; nothing
+/// reads it at run time. Every other section is copied byte for byte.
+fn strip_component_names(input: &Path, output: &Path) {
+    let wasm =
+        fs::read(input).unwrap_or_else(|e| fail(&format!("reading {}: {e}", input.display())));
+    let leb128 = |at: &mut usize| -> usize {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = wasm[*at];
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                return value;
+            }
+        }
+    };
+    let mut stripped = wasm[..8].to_vec(); // magic and version
+    let mut at = 8;
+    while at < wasm.len() {
+        let start = at;
+        let id = wasm[at];
+        at += 1;
+        let size = leb128(&mut at);
+        let body = at;
+        at += size;
+        let is_names = id == 0 && {
+            let mut name_at = body;
+            let len = leb128(&mut name_at);
+            &wasm[name_at..name_at + len] == b"component-name"
+        };
+        if !is_names {
+            stripped.extend_from_slice(&wasm[start..at]);
+        }
+    }
+    fs::write(output, stripped)
+        .unwrap_or_else(|e| fail(&format!("writing {}: {e}", output.display())));
+}
+
 /// Cranelift output for the machine the host is built for, with the engine
 /// settings the library uses to load it.
 fn precompile(component: &Path, output: &Path) {
     let wasm = fs::read(component)
         .unwrap_or_else(|e| fail(&format!("reading {}: {e}", component.display())));
-    let mut config = engine_config::engine_config();
+    let mut config = engine_config::engine_config(None);
     let (host, target) = (env::var("HOST"), env::var("TARGET"));
     if let (Ok(host), Ok(target)) = (host, target)
         && host != target
