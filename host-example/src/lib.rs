@@ -67,6 +67,10 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wall time one call may run guest code before it is interrupted.
     pub call_timeout: Duration,
+    /// `None`: each store maps its own memory when it is made. `Some(n)`: up
+    /// to `n` stores live at once, in slots the engine maps once — cheaper
+    /// per store, for hosts that make a store per request.
+    pub pooled_instances: Option<u32>,
 }
 
 impl Default for Limits {
@@ -75,6 +79,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(30),
+            pooled_instances: None,
         }
     }
 }
@@ -93,6 +98,7 @@ pub struct PortHost {
     engine: Engine,
     pre: PortUtilsPre<State>,
     limits: Limits,
+    precompiled: bool,
 }
 
 /// One store and one instance: what a single caller uses.
@@ -122,16 +128,27 @@ impl WasiView for State {
 impl PortHost {
     /// The embedded component with default limits.
     pub fn new() -> Result<Self> {
-        let engine = engine()?;
+        Self::embedded(Limits::default())
+    }
+
+    /// The embedded component with `limits`.
+    pub fn embedded(limits: Limits) -> Result<Self> {
+        let engine = engine(&limits)?;
         // SAFETY: `PRECOMPILED` is what this build's script made with this
         // wasmtime and `engine_config`, never outside input; wasmtime still
         // checks its version and settings and refuses a mismatch.
-        let component = match unsafe { Component::deserialize(&engine, PRECOMPILED) } {
-            Ok(component) => component,
+        let (component, precompiled) = match unsafe { Component::deserialize(&engine, PRECOMPILED) } {
+            Ok(component) => (component, true),
             // Built on a machine whose CPU features this one lacks, say.
-            Err(_) => Component::new(&engine, COMPONENT)?,
+            Err(_) => (Component::new(&engine, COMPONENT)?, false),
         };
-        Self::instantiable(engine, &component, Limits::default())
+        Self::instantiable(engine, &component, limits, precompiled)
+    }
+
+    /// Whether the component was loaded from the build's native code rather
+    /// than compiled at start-up.
+    pub fn loaded_precompiled(&self) -> bool {
+        self.precompiled
     }
 
     /// Another build of the component, from a `.wasm` file.
@@ -143,12 +160,17 @@ impl PortHost {
 
     /// Another build of the component, as `.wasm` bytes; compiled here.
     pub fn from_bytes(wasm: &[u8], limits: Limits) -> Result<Self> {
-        let engine = engine()?;
+        let engine = engine(&limits)?;
         let component = Component::new(&engine, wasm).context("not a valid component")?;
-        Self::instantiable(engine, &component, limits)
+        Self::instantiable(engine, &component, limits, false)
     }
 
-    fn instantiable(engine: Engine, component: &Component, limits: Limits) -> Result<Self> {
+    fn instantiable(
+        engine: Engine,
+        component: &Component,
+        limits: Limits,
+        precompiled: bool,
+    ) -> Result<Self> {
         let linker = linker(&engine)?;
         let pre = linker
             .instantiate_pre(component)
@@ -159,6 +181,7 @@ impl PortHost {
             engine,
             pre,
             limits,
+            precompiled,
         })
     }
 
@@ -210,8 +233,9 @@ impl Session {
 }
 
 /// The engine every store shares, with its epoch ticking for call deadlines.
-pub fn engine() -> Result<Engine> {
-    let engine = Engine::new(&engine_config::engine_config())?;
+pub fn engine(limits: &Limits) -> Result<Engine> {
+    let pool = limits.pooled_instances.map(|n| (n, limits.memory_bytes));
+    let engine = Engine::new(&engine_config::engine_config(pool))?;
     spawn_epoch_ticker(&engine);
     Ok(engine)
 }

@@ -20,7 +20,7 @@ impl Escape {
     }
 
     fn with_limits(network: NetworkPolicy, limits: Limits) -> Self {
-        let engine = port_host::engine().unwrap();
+        let engine = port_host::engine(&limits).unwrap();
         let component = Component::from_file(&engine, env!("ESCAPE_GUEST_WASM")).unwrap();
         let linker = port_host::linker(&engine).unwrap();
         let (mut store, _) = port_host::sandboxed_store(&engine, network, Stderr::Inherit, limits);
