@@ -28,6 +28,7 @@ fn main() {
     for input in [
         "Cargo.toml",
         "Cargo.lock",
+        "build.rs",
         "src",
         "wit",
         "tests/escape-guest",
