@@ -1,0 +1,180 @@
+//! Each case times the component (warm instance, through wasmtime) beside
+//! native Rust making the same probes with the same socket options, so the
+//! ratio is the price of the sandbox. `bench/compare` turns the figures into
+//! the README's table.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, Stderr};
+use socket2::{Domain, Socket, Type};
+use std::hint::black_box;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+
+/// What the component asks wasmtime for, asked of the OS directly: a
+/// non-blocking, SO_REUSEADDR socket bound on 127.0.0.1 and then (v6-only) on
+/// ::1, closed straight away.
+mod native {
+    use super::*;
+
+    fn bind(addr: SocketAddr) -> std::io::Result<Socket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        Ok(socket)
+    }
+
+    fn ipv6_allows(port: u16) -> bool {
+        match bind((Ipv6Addr::LOCALHOST, port).into()) {
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::AddrInUse => false,
+            Err(_) => true,
+        }
+    }
+
+    pub fn is_free(port: u16) -> bool {
+        match bind((Ipv4Addr::LOCALHOST, port).into()) {
+            Ok(_) => ipv6_allows(port),
+            Err(e) if e.kind() == ErrorKind::AddrInUse => false,
+            Err(e) => panic!("bind: {e}"),
+        }
+    }
+
+    pub fn os_chosen() -> u16 {
+        loop {
+            let socket = bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+            let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+            if ipv6_allows(port) {
+                return port;
+            }
+        }
+    }
+
+    pub fn get_free_port(ports: impl IntoIterator<Item = u16>) -> u16 {
+        ports
+            .into_iter()
+            .find(|&p| is_free(p))
+            .unwrap_or_else(os_chosen)
+    }
+}
+
+fn os_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `len` consecutive ports that are free now, starting where the OS points.
+fn free_block(len: u16) -> u16 {
+    (0..1000)
+        .map(|_| os_port())
+        .find(|&start| {
+            start.checked_add(len).is_some() && (start..start + len).all(native::is_free)
+        })
+        .expect("a block of free ports")
+}
+
+fn benches(c: &mut Criterion) {
+    let host = PortHost::new().unwrap();
+    let mut session = host
+        .session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+        .unwrap();
+
+    let free = free_block(1);
+    let mut group = c.benchmark_group("is-free-port, free port");
+    group.bench_function("component", |b| {
+        b.iter(|| assert!(session.is_free_port(black_box(free)).unwrap().unwrap()))
+    });
+    group.bench_function("native", |b| {
+        b.iter(|| assert!(native::is_free(black_box(free))))
+    });
+    group.finish();
+
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let held = listener.local_addr().unwrap().port();
+    let mut group = c.benchmark_group("is-free-port, held port");
+    group.bench_function("component", |b| {
+        b.iter(|| assert!(!session.is_free_port(black_box(held)).unwrap().unwrap()))
+    });
+    group.bench_function("native", |b| {
+        b.iter(|| assert!(!native::is_free(black_box(held))))
+    });
+    group.finish();
+    drop(listener);
+
+    let start = free_block(1000);
+    let _held: Vec<TcpListener> = (start..start + 999)
+        .map(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).unwrap())
+        .collect();
+    let last = start + 999;
+    let candidates = Candidates::Range(PortRange {
+        start: start.into(),
+        end: u32::from(start) + 1000,
+        step: 1,
+    });
+    let mut group = c.benchmark_group("get-free-port, 1000 candidates, first 999 held");
+    group.sample_size(20);
+    group.bench_function("component", |b| {
+        b.iter(|| {
+            assert_eq!(
+                session.get_free_port(Some(&candidates), true).unwrap(),
+                Ok(last)
+            )
+        })
+    });
+    group.bench_function("native", |b| {
+        b.iter(|| assert_eq!(native::get_free_port(start..start + 1000), last))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("get-free-port(none, false), OS choice");
+    group.bench_function("component", |b| {
+        b.iter(|| session.get_free_port(None, false).unwrap().unwrap())
+    });
+    group.bench_function("native", |b| b.iter(native::os_chosen));
+    group.finish();
+
+    let pooled = PortHost::embedded(Limits {
+        pooled_instances: Some(16),
+        ..Limits::default()
+    })
+    .unwrap();
+    let mut group = c.benchmark_group("fresh store and instance per call");
+    for (name, host) in [
+        ("component", &host),
+        ("component, pooling allocator", &pooled),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut session = host
+                    .session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+                    .unwrap();
+                assert!(session.is_free_port(free).unwrap().unwrap());
+            })
+        });
+    }
+    group.bench_function("native", |b| b.iter(|| assert!(native::is_free(free))));
+    group.finish();
+
+    // The fixed cost alone, with no call: what instantiation adds per request.
+    let mut group = c.benchmark_group("fresh store and instance, no call");
+    for (name, host) in [
+        ("component", &host),
+        ("component, pooling allocator", &pooled),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                host.session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(ports, benches);
+criterion_main!(ports);
