@@ -137,7 +137,8 @@ impl PortHost {
         // SAFETY: `PRECOMPILED` is what this build's script made with this
         // wasmtime and `engine_config`, never outside input; wasmtime still
         // checks its version and settings and refuses a mismatch.
-        let (component, precompiled) = match unsafe { Component::deserialize(&engine, PRECOMPILED) } {
+        let (component, precompiled) = match unsafe { Component::deserialize(&engine, PRECOMPILED) }
+        {
             Ok(component) => (component, true),
             // Built on a machine whose CPU features this one lacks, say.
             Err(_) => (Component::new(&engine, COMPONENT)?, false),

@@ -12,23 +12,39 @@ fn embedded_component_loads_precompiled() {
 
 #[test]
 fn pooled_host_loads_the_same_precompiled_component_and_answers() {
-    let host = PortHost::embedded(Limits { pooled_instances: Some(4), ..Limits::default() }).unwrap();
+    let host = PortHost::embedded(Limits {
+        pooled_instances: Some(4),
+        ..Limits::default()
+    })
+    .unwrap();
     assert!(host.loaded_precompiled());
     let port = common::free_port();
     // More sessions over time than slots: a dropped session returns its slot.
     for _ in 0..16 {
-        let mut session = host.session(NetworkPolicy::LoopbackTcp, Stderr::Capture).unwrap();
+        let mut session = host
+            .session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+            .unwrap();
         assert_eq!(session.is_free_port(port).unwrap(), Ok(true));
     }
 }
 
 #[test]
 fn pool_exhaustion_is_an_error_not_a_hang() {
-    let host = PortHost::embedded(Limits { pooled_instances: Some(2), ..Limits::default() }).unwrap();
+    let host = PortHost::embedded(Limits {
+        pooled_instances: Some(2),
+        ..Limits::default()
+    })
+    .unwrap();
     let _live: Vec<_> = (0..2)
-        .map(|_| host.session(NetworkPolicy::LoopbackTcp, Stderr::Capture).unwrap())
+        .map(|_| {
+            host.session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+                .unwrap()
+        })
         .collect();
-    assert!(host.session(NetworkPolicy::LoopbackTcp, Stderr::Capture).is_err());
+    assert!(
+        host.session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+            .is_err()
+    );
 }
 
 #[test]
