@@ -75,11 +75,13 @@ fn main() {
     // The component as shipped: without its debug names (see below).
     let built = target_dir.join(TARGET).join(PROFILE).join(GUESTS[0].1);
     let component = target_dir.join(GUESTS[0].1);
-    strip_component_names(&built, &component);
+    let wasm = strip_component_names(&built);
+    fs::write(&component, &wasm)
+        .unwrap_or_else(|e| fail(&format!("writing {}: {e}", component.display())));
     println!("cargo:rustc-env={}={}", GUESTS[0].2, component.display());
     let precompiled =
         PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("hbutils_port.cwasm");
-    precompile(&component, &precompiled);
+    precompile(&wasm, &precompiled);
     println!(
         "cargo:rustc-env=PORT_COMPONENT_CWASM={}",
         precompiled.display()
@@ -89,7 +91,7 @@ fn main() {
 /// `strip = true` strips the core module, but wasm-component-ld still writes
 /// a top-level `component-name` section, a twelfth of the component; nothing
 /// reads it at run time. Every other section is copied byte for byte.
-fn strip_component_names(input: &Path, output: &Path) {
+fn strip_component_names(input: &Path) -> Vec<u8> {
     let wasm =
         fs::read(input).unwrap_or_else(|e| fail(&format!("reading {}: {e}", input.display())));
     let leb128 = |at: &mut usize| -> usize {
@@ -122,15 +124,12 @@ fn strip_component_names(input: &Path, output: &Path) {
             stripped.extend_from_slice(&wasm[start..at]);
         }
     }
-    fs::write(output, stripped)
-        .unwrap_or_else(|e| fail(&format!("writing {}: {e}", output.display())));
+    stripped
 }
 
 /// Cranelift output for the machine the host is built for, with the engine
 /// settings the library uses to load it.
-fn precompile(component: &Path, output: &Path) {
-    let wasm = fs::read(component)
-        .unwrap_or_else(|e| fail(&format!("reading {}: {e}", component.display())));
+fn precompile(wasm: &[u8], output: &Path) {
     let mut config = engine_config::engine_config(None);
     let (host, target) = (env::var("HOST"), env::var("TARGET"));
     if let (Ok(host), Ok(target)) = (host, target)
@@ -143,8 +142,8 @@ fn precompile(component: &Path, output: &Path) {
     let engine =
         wasmtime::Engine::new(&config).unwrap_or_else(|e| fail(&format!("wasmtime engine: {e}")));
     let compiled = engine
-        .precompile_component(&wasm)
-        .unwrap_or_else(|e| fail(&format!("precompiling {}: {e}", component.display())));
+        .precompile_component(wasm)
+        .unwrap_or_else(|e| fail(&format!("precompiling the component: {e}")));
     fs::write(output, compiled)
         .unwrap_or_else(|e| fail(&format!("writing {}: {e}", output.display())));
 }
