@@ -203,12 +203,7 @@ impl Session {
     /// `is-free-port`. The outer error is the host's (a trap, a deadline); the
     /// inner one is the component's answer.
     pub fn is_free_port(&mut self, port: u16) -> Result<Result<bool, ErrorCode>> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = self
-            .bindings
-            .hbutils_network_port()
-            .call_is_free_port(&mut self.store, port);
-        explain_trap(result, self.deadline_ticks)
+        self.call(|port_api, store| port_api.call_is_free_port(store, port))
     }
 
     /// `get-free-port`.
@@ -217,11 +212,16 @@ impl Session {
         ports: Option<&Candidates>,
         strict: bool,
     ) -> Result<Result<u16, ErrorCode>> {
+        self.call(|port_api, store| port_api.call_get_free_port(store, ports, strict))
+    }
+
+    /// Runs one export under a fresh call deadline.
+    fn call<T>(
+        &mut self,
+        export: impl FnOnce(&exports::hbutils::network::port::Guest, &mut Store<State>) -> Result<T>,
+    ) -> Result<T> {
         self.store.set_epoch_deadline(self.deadline_ticks);
-        let result =
-            self.bindings
-                .hbutils_network_port()
-                .call_get_free_port(&mut self.store, ports, strict);
+        let result = export(self.bindings.hbutils_network_port(), &mut self.store);
         explain_trap(result, self.deadline_ticks)
     }
 
