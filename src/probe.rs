@@ -1,4 +1,5 @@
-//! The `wasi:sockets` probe: the only code in the component that talks to the host.
+//! The `wasi:sockets` probe and reserver: the only code in the component that
+//! talks to the host.
 //!
 //! A port is probed by binding a fresh TCP socket to it on loopback and closing
 //! it again. A bind is answered by the kernel's port table alone, so it sees
@@ -7,8 +8,14 @@
 //! connection and blocks for as long as its accept queue is full. The probe
 //! never listens either: a listening probe can make the real owner's own
 //! `listen` fail in that instant.
+//!
+//! A reservation is the one place that listens, because holding is its job:
+//! only a listener makes the OS refuse every later bind of the port.
 
-use crate::search::{Error, Probe};
+use crate::reservation::Reservation;
+use crate::search::{Error, Probe, Take};
+use std::cell::RefCell;
+use std::collections::HashSet;
 use wasi::sockets::instance_network::instance_network;
 use wasi::sockets::network::{
     ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, Network,
@@ -25,6 +32,19 @@ thread_local! {
     /// The instance's network handle, fetched once: every host call a probe
     /// saves is time saved on each of the thousands of ports a search may try.
     static NETWORK: Network = instance_network();
+
+    /// Ports this instance's live reservations hold, so that a search skips
+    /// them without a socket call. (The OS would refuse them anyway.)
+    static HELD: RefCell<HashSet<u16>> = RefCell::new(HashSet::new());
+}
+
+/// What one loopback bind found; mirrors the WIT `family-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyStatus {
+    Free,
+    InUse,
+    Denied,
+    Unsupported,
 }
 
 pub struct WasiProbe;
@@ -55,6 +75,31 @@ impl WasiProbe {
         }
     }
 
+    /// Binds a loopback socket to `port` (0: the OS picks) and listens on it.
+    fn listen_loopback(&self, port: u16) -> Result<TcpSocket, ErrorCode> {
+        let socket = self.bind_loopback(IpAddressFamily::Ipv4, port)?;
+        socket.start_listen()?;
+        loop {
+            match socket.finish_listen() {
+                Err(ErrorCode::WouldBlock) => socket.subscribe().block(),
+                result => return result.map(|()| socket),
+            }
+        }
+    }
+
+    /// What a bind of `port` on `family`'s loopback address finds.
+    pub fn family_status(&self, family: IpAddressFamily, port: u16) -> Result<FamilyStatus, Error> {
+        match self.bind_loopback(family, port) {
+            Ok(_) => Ok(FamilyStatus::Free),
+            Err(ErrorCode::AddressInUse) => Ok(FamilyStatus::InUse),
+            Err(ErrorCode::AccessDenied) => Ok(FamilyStatus::Denied),
+            Err(ErrorCode::NotSupported | ErrorCode::AddressNotBindable) => {
+                Ok(FamilyStatus::Unsupported)
+            }
+            Err(code) => Err(to_error(code)),
+        }
+    }
+
     /// Whether [::1]:`port` is free; a host without IPv6 loopback leaves the
     /// answer to IPv4 rather than calling every port busy.
     fn ipv6_allows(&self, port: u16) -> Result<bool, Error> {
@@ -65,6 +110,13 @@ impl WasiProbe {
             Err(code) => Err(to_error(code)),
         }
     }
+}
+
+fn port_of(socket: &TcpSocket) -> Result<u16, Error> {
+    Ok(match socket.local_address().map_err(to_error)? {
+        IpSocketAddress::Ipv4(address) => address.port,
+        IpSocketAddress::Ipv6(address) => address.port,
+    })
 }
 
 fn to_error(code: ErrorCode) -> Error {
@@ -90,12 +142,62 @@ impl Probe for WasiProbe {
             let socket = self
                 .bind_loopback(IpAddressFamily::Ipv4, 0)
                 .map_err(to_error)?;
-            let port = match socket.local_address().map_err(to_error)? {
-                IpSocketAddress::Ipv4(address) => address.port,
-                IpSocketAddress::Ipv6(address) => address.port,
-            };
+            let port = port_of(&socket)?;
             if self.ipv6_allows(port)? {
                 return Ok(port);
+            }
+        }
+        Err(Error::Other(ErrorCode::AddressInUse.name().into()))
+    }
+}
+
+/// Takes ports by listening on them: the search behind `reserve-port`.
+pub struct WasiReserver;
+
+/// Forgets a port this instance no longer holds (released, handed over, dropped).
+pub fn forget_held(port: u16) {
+    HELD.with(|held| held.borrow_mut().remove(&port));
+}
+
+impl WasiReserver {
+    /// Keeps `socket` (listening on `port`) as a reservation if [::1]:`port`
+    /// is free too; otherwise closes it.
+    fn hold_if_ipv6_allows(
+        &mut self,
+        port: u16,
+        socket: TcpSocket,
+    ) -> Result<Option<Reservation<TcpSocket>>, Error> {
+        if !WasiProbe.ipv6_allows(port)? {
+            return Ok(None);
+        }
+        HELD.with(|held| held.borrow_mut().insert(port));
+        Ok(Some(Reservation::new(port, socket)))
+    }
+}
+
+impl Take for WasiReserver {
+    type Taken = Reservation<TcpSocket>;
+
+    fn take(&mut self, port: u16) -> Result<Option<Self::Taken>, Error> {
+        if HELD.with(|held| held.borrow().contains(&port)) {
+            return Ok(None);
+        }
+        // The bind or the listen fails with address-in-use when anyone holds
+        // the port, including a rival reserving it this very moment: of two
+        // listens on one port, the OS lets one succeed.
+        match WasiProbe.listen_loopback(port) {
+            Ok(socket) => self.hold_if_ipv6_allows(port, socket),
+            Err(ErrorCode::AddressInUse) => Ok(None),
+            Err(code) => Err(to_error(code)),
+        }
+    }
+
+    fn take_os_chosen(&mut self) -> Result<Self::Taken, Error> {
+        for _ in 0..OS_CHOICE_ATTEMPTS {
+            let socket = WasiProbe.listen_loopback(0).map_err(to_error)?;
+            let port = port_of(&socket)?;
+            if let Some(reservation) = self.hold_if_ipv6_allows(port, socket)? {
+                return Ok(reservation);
             }
         }
         Err(Error::Other(ErrorCode::AddressInUse.name().into()))

@@ -2,7 +2,9 @@
 //!
 //! Nothing here touches the host: the probe answers "is this port free?" and
 //! "which port would the OS pick?", so the rules (order, the 1024 floor,
-//! strict and non-strict) are unit-tested natively with a fake probe.
+//! strict and non-strict) are unit-tested natively with a fake probe. A
+//! reservation walks the candidates by the very same rules, but takes each
+//! port instead of looking at it: both are [`first_free`] over a [`Take`].
 
 use std::fmt;
 
@@ -33,6 +35,31 @@ pub trait Probe {
     fn is_free(&mut self, port: u16) -> Result<bool, Error>;
     /// A free loopback port chosen by the OS.
     fn os_chosen(&mut self) -> Result<u16, Error>;
+}
+
+/// What a search does with a candidate: look at it (`get_free_port`) or hold
+/// it (`reserve-port`), so that both follow one set of rules.
+pub trait Take {
+    /// What a successful search returns: a port number, or a held port.
+    type Taken;
+    /// `Some` when `port` (never 0) was free and is now taken; `None` when it
+    /// is held by someone, so the search moves on.
+    fn take(&mut self, port: u16) -> Result<Option<Self::Taken>, Error>;
+    /// A free loopback port chosen by the OS, taken.
+    fn take_os_chosen(&mut self) -> Result<Self::Taken, Error>;
+}
+
+/// A probe used by a search that only looks: the port is "taken" by naming it.
+struct Looking<'a, P>(&'a mut P);
+
+impl<P: Probe> Take for Looking<'_, P> {
+    type Taken = u16;
+    fn take(&mut self, port: u16) -> Result<Option<u16>, Error> {
+        Ok(self.0.is_free(port)?.then_some(port))
+    }
+    fn take_os_chosen(&mut self) -> Result<u16, Error> {
+        self.0.os_chosen()
+    }
 }
 
 /// Where `get_free_port` may look; mirrors the WIT `candidates`.
@@ -112,21 +139,38 @@ impl fmt::Display for Candidates {
 
 /// hbutils' `is_free_port`, with port 0 refused: it names no port at all.
 pub fn is_free_port(probe: &mut impl Probe, port: u16) -> Result<bool, Error> {
+    check_port(port)?;
+    probe.is_free(port)
+}
+
+/// Refuses port 0 where one port is asked about: it names no port at all.
+pub fn check_port(port: u16) -> Result<(), Error> {
     if port == 0 {
         return Err(Error::InvalidArgument(
             "port 0 is not a port; it asks the OS to pick one".into(),
         ));
     }
-    probe.is_free(port)
+    Ok(())
 }
 
 /// hbutils' `get_free_port`. `warn` receives the strict-mode warning.
 pub fn get_free_port(
     probe: &mut impl Probe,
     ports: Option<&Candidates>,
-    mut strict: bool,
+    strict: bool,
     warn: impl FnOnce(&str),
 ) -> Result<u16, Error> {
+    first_free(&mut Looking(probe), ports, strict, warn)
+}
+
+/// The search itself: the first candidate `taker` can take, by hbutils'
+/// rules. `warn` receives the strict-mode warning.
+pub fn first_free<T: Take>(
+    taker: &mut T,
+    ports: Option<&Candidates>,
+    mut strict: bool,
+    warn: impl FnOnce(&str),
+) -> Result<T::Taken, Error> {
     let mut usable = match ports {
         Some(candidates) => Some(candidates.ports()?),
         None => None,
@@ -141,15 +185,15 @@ pub fn get_free_port(
         strict = false;
     }
     for port in usable {
-        if probe.is_free(port)? {
-            return Ok(port);
+        if let Some(taken) = taker.take(port)? {
+            return Ok(taken);
         }
     }
     match ports {
         Some(candidates) if strict => Err(Error::NoFreePort(format!(
             "No free port can be allocated within {candidates}"
         ))),
-        _ => probe.os_chosen(),
+        _ => taker.take_os_chosen(),
     }
 }
 
@@ -442,5 +486,48 @@ mod tests {
         ));
         assert!(probe.probed.is_empty());
         assert_eq!(is_free_port(&mut probe, 8000), Ok(true));
+    }
+
+    /// Holds every port it takes, as reservations do.
+    #[derive(Default)]
+    struct FakeHolder {
+        busy: HashSet<u16>,
+        held: HashSet<u16>,
+        os_next: u16,
+    }
+
+    impl Take for FakeHolder {
+        type Taken = u16;
+        fn take(&mut self, port: u16) -> Result<Option<u16>, Error> {
+            let free = !self.busy.contains(&port) && self.held.insert(port);
+            Ok(free.then_some(port))
+        }
+        fn take_os_chosen(&mut self) -> Result<u16, Error> {
+            self.os_next += 1;
+            self.held.insert(self.os_next);
+            Ok(self.os_next)
+        }
+    }
+
+    #[test]
+    fn a_taking_search_follows_the_same_rules_and_never_takes_twice() {
+        let mut holder = FakeHolder {
+            busy: HashSet::from([2001]),
+            os_next: 40_000,
+            ..Default::default()
+        };
+        let ports = range(2000, 2004, 1);
+        let mut reserve = |strict| first_free(&mut holder, Some(&ports), strict, |_| ());
+        assert_eq!(reserve(true), Ok(2000));
+        assert_eq!(reserve(true), Ok(2002));
+        assert_eq!(reserve(true), Ok(2003));
+        assert_eq!(
+            reserve(true),
+            Err(Error::NoFreePort(
+                "No free port can be allocated within range(2000, 2004)".into()
+            ))
+        );
+        assert_eq!(reserve(false), Ok(40_001));
+        assert_eq!(reserve(false), Ok(40_002));
     }
 }
