@@ -1,7 +1,9 @@
 //! Builds the workspace's guest components for `wasm32-wasip2` so that
 //! `port-host` can embed the real component and the tests can load the
-//! adversarial guest, with no step beyond `cargo build`; then compiles the
-//! component to native code, so that `port-host` starts without Cranelift.
+//! adversarial guest, with no step beyond `cargo build`; composes the
+//! echo-server example with the component (wac), so that `port-host
+//! serve-echo` runs a consumer whose only imports are WASI; then compiles both
+//! to native code, so that `port-host` starts without Cranelift.
 
 use std::env;
 use std::fs;
@@ -15,8 +17,9 @@ const TARGET: &str = "wasm32-wasip2";
 /// The size-tuned profile in the workspace manifest; the host keeps `release`.
 const PROFILE: &str = "component";
 /// (package, artifact, environment variable naming its path)
-const GUESTS: [(&str, &str, &str); 2] = [
+const GUESTS: [(&str, &str, &str); 3] = [
     ("hbutils-port", "hbutils_port.wasm", "PORT_COMPONENT_WASM"),
+    ("echo-server", "echo_server.wasm", "ECHO_COMPONENT_WASM"),
     ("escape-guest", "escape_guest.wasm", "ESCAPE_GUEST_WASM"),
 ];
 
@@ -32,6 +35,7 @@ fn main() {
         "src",
         "wit",
         "tests/escape-guest",
+        "examples/echo-server",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
@@ -67,25 +71,59 @@ fn main() {
     }
     run(&mut cargo, "building the wasm32-wasip2 guests");
 
-    for (_, artifact, var) in &GUESTS[1..] {
-        let path = target_dir.join(TARGET).join(PROFILE).join(artifact);
-        println!("cargo:rustc-env={var}={}", path.display());
-    }
+    let built = |artifact: &str| target_dir.join(TARGET).join(PROFILE).join(artifact);
+    let (escape, escape_var) = (GUESTS[2].1, GUESTS[2].2);
+    println!("cargo:rustc-env={escape_var}={}", built(escape).display());
 
     // The component as shipped: without its debug names (see below).
-    let built = target_dir.join(TARGET).join(PROFILE).join(GUESTS[0].1);
-    let component = target_dir.join(GUESTS[0].1);
-    let wasm = strip_component_names(&built);
-    fs::write(&component, &wasm)
-        .unwrap_or_else(|e| fail(&format!("writing {}: {e}", component.display())));
-    println!("cargo:rustc-env={}={}", GUESTS[0].2, component.display());
-    let precompiled =
-        PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("hbutils_port.cwasm");
-    precompile(&wasm, &precompiled);
-    println!(
-        "cargo:rustc-env=PORT_COMPONENT_CWASM={}",
-        precompiled.display()
-    );
+    let component = strip_component_names(&built(GUESTS[0].1));
+    let echo = compose(&component, &strip_component_names(&built(GUESTS[1].1)));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    for ((_, artifact, var), wasm) in GUESTS.iter().zip([&component, &echo]) {
+        let path = target_dir.join(artifact);
+        fs::write(&path, wasm)
+            .unwrap_or_else(|e| fail(&format!("writing {}: {e}", path.display())));
+        println!("cargo:rustc-env={var}={}", path.display());
+        let precompiled = out_dir.join(artifact).with_extension("cwasm");
+        precompile(wasm, &precompiled);
+        let cwasm_var = var.replace("_WASM", "_CWASM");
+        println!("cargo:rustc-env={cwasm_var}={}", precompiled.display());
+    }
+}
+
+/// Plugs the component's `hbutils:network/port` export into the consumer's
+/// import of it. What neither satisfies (WASI) stays an import of the result,
+/// one import per name for both. The port interface is exported as well as the
+/// server: the server's functions use its types (`candidates`, `error-code`),
+/// and a component may only export what names types it exports or imports.
+fn compose(provider: &[u8], consumer: &[u8]) -> Vec<u8> {
+    use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
+    const PORT: &str = "hbutils:network/port@0.2.0";
+    const SERVER: &str = "hbutils:echo/server@0.1.0";
+    let composed = (|| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let mut graph = CompositionGraph::new();
+        let provider = Package::from_bytes("hbutils:port", None, provider, graph.types_mut())?;
+        let provider = graph.register_package(provider)?;
+        let consumer = Package::from_bytes("hbutils:echo", None, consumer, graph.types_mut())?;
+        let consumer = graph.register_package(consumer)?;
+        let provider = graph.instantiate(provider);
+        let port = graph.alias_instance_export(provider, PORT)?;
+        graph.export(port, PORT)?;
+        let consumer = graph.instantiate(consumer);
+        graph.set_instantiation_argument(consumer, PORT, port)?;
+        let server = graph.alias_instance_export(consumer, SERVER)?;
+        graph.export(server, SERVER)?;
+        Ok(graph.encode(EncodeOptions::default())?)
+    })();
+    composed.unwrap_or_else(|error| {
+        let mut message = format!("composing the echo server: {error}");
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        fail(&message)
+    })
 }
 
 /// `strip = true` strips the core module, but wasm-component-ld still writes
