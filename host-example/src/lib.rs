@@ -27,8 +27,10 @@
 //! # }
 //! ```
 
+mod echo;
 mod engine_config;
 mod policy;
+mod reservation;
 
 use std::path::Path;
 use std::thread;
@@ -40,13 +42,21 @@ use wasmtime::{Result, bail};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-pub use exports::hbutils::network::port::{Candidates, ErrorCode, PortRange};
+pub use echo::{ECHO_COMPONENT, EchoServer, echo_component_imports};
+pub use exports::hbutils::network::port::{
+    Candidates, ErrorCode, FamilyStatus, PortRange, PortStatus, ReservationError,
+};
 pub use policy::{NetworkPolicy, loopback_tcp};
+pub use reservation::Reservation;
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "port-utils",
     additional_derives: [PartialEq, Eq],
+    // The socket a reservation hands over is wasmtime-wasi's own `TcpSocket`,
+    // living in the store's resource table like any socket the guest made.
+    with: { "wasi": wasmtime_wasi::p2::bindings::sync },
+    require_store_data_send: true,
 });
 
 /// The component built from this workspace (`src/`, `wit/`), embedded at build time.
@@ -134,15 +144,7 @@ impl PortHost {
     /// The embedded component with `limits`.
     pub fn embedded(limits: Limits) -> Result<Self> {
         let engine = engine(&limits)?;
-        // SAFETY: `PRECOMPILED` is what this build's script made with this
-        // wasmtime and `engine_config`, never outside input; wasmtime still
-        // checks its version and settings and refuses a mismatch.
-        let (component, precompiled) = match unsafe { Component::deserialize(&engine, PRECOMPILED) }
-        {
-            Ok(component) => (component, true),
-            // Built on a machine whose CPU features this one lacks, say.
-            Err(_) => (Component::new(&engine, COMPONENT)?, false),
-        };
+        let (component, precompiled) = load_embedded(&engine, PRECOMPILED, COMPONENT)?;
         Self::instantiable(engine, &component, limits, precompiled)
     }
 
@@ -241,6 +243,19 @@ pub fn engine(limits: &Limits) -> Result<Engine> {
     Ok(engine)
 }
 
+/// A component embedded by the build: its build-time native code when this
+/// engine accepts it (and `true`), else compiled here from `wasm`.
+fn load_embedded(engine: &Engine, precompiled: &[u8], wasm: &[u8]) -> Result<(Component, bool)> {
+    // SAFETY: `precompiled` is what this build's script made with this
+    // wasmtime and `engine_config`, never outside input; wasmtime still
+    // checks its version and settings and refuses a mismatch.
+    match unsafe { Component::deserialize(engine, precompiled) } {
+        Ok(component) => Ok((component, true)),
+        // Built on a machine whose CPU features this one lacks, say.
+        Err(_) => Ok((Component::new(engine, wasm)?, false)),
+    }
+}
+
 /// WASI p2 for any component this host runs; what it may reach is decided per
 /// store by its [`NetworkPolicy`].
 pub fn linker(engine: &Engine) -> Result<Linker<State>> {
@@ -332,5 +347,15 @@ pub fn error_name(error: &ErrorCode) -> &'static str {
         ErrorCode::NoFreePort(_) => "no-free-port",
         ErrorCode::InvalidArgument(_) => "invalid-argument",
         ErrorCode::Other(_) => "other",
+    }
+}
+
+/// The WIT name of a family's status.
+pub fn family_status_name(status: FamilyStatus) -> &'static str {
+    match status {
+        FamilyStatus::Free => "free",
+        FamilyStatus::InUse => "in-use",
+        FamilyStatus::Denied => "denied",
+        FamilyStatus::Unsupported => "unsupported",
     }
 }

@@ -55,6 +55,34 @@ pub fn free_port() -> u16 {
     free_block(1)
 }
 
+/// `len` consecutive ports, all free when checked, below the OS's ephemeral
+/// range, so that no `bind(0)` in a parallel test can be handed one of them
+/// while a test counts on them. The search starts at a pseudo-random place so
+/// that concurrent test processes seldom pick the same block.
+pub fn free_block_below_ephemeral(len: u16) -> u16 {
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (floor, ceiling) = (10_000, ephemeral_low.saturating_sub(len));
+    assert!(
+        ceiling > floor,
+        "the ephemeral range leaves no room below it"
+    );
+    let offset = std::process::id() % u32::from(ceiling - floor);
+    let mut start = floor + offset as u16;
+    for _ in 0..2 * (ceiling - floor) / len {
+        match (start..start + len).find(|&port| !natively_free(port)) {
+            None => return start,
+            Some(held) => start = held + 1,
+        }
+        if start > ceiling {
+            start = floor;
+        }
+    }
+    panic!("no block of {len} free ports below the ephemeral range");
+}
+
 /// The kinds of socket that hold a port; each must make the port read busy.
 pub enum Holder {
     Ipv4Loopback,

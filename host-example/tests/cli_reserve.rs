@@ -1,0 +1,234 @@
+//! `port-host reserve`, `serve-echo` and `probe-port`: long-running commands
+//! and the proof across processes that a reservation cannot be handed out
+//! twice.
+
+mod common;
+
+use common::{free_block, natively_free};
+use port_host::{Candidates, NetworkPolicy, PortRange, Stderr};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, TcpStream};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// Longer than any healthy start; a hung child fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn port_host(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_port-host"))
+        .args(args)
+        .output()
+        .expect("port-host runs")
+}
+
+/// A `port-host` that keeps running; killed when dropped, whatever the test did.
+struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// The first line it printed.
+    first_line: String,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_port-host"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("port-host starts");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let stdin = child.stdin.take();
+        let mut running = Running {
+            child,
+            stdin,
+            first_line: String::new(),
+        };
+        running.first_line = receiver
+            .recv_timeout(PATIENCE)
+            .expect("port-host printed nothing in time");
+        running
+    }
+
+    fn port(&self) -> u16 {
+        self.first_line.trim().parse().unwrap_or_else(|_| {
+            panic!("not a port: {:?}", self.first_line);
+        })
+    }
+
+    /// Waits for the exit, within `PATIENCE`; returns the code and stderr.
+    fn wait(mut self) -> (Option<i32>, String) {
+        for _ in 0..PATIENCE.as_millis() / 10 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
+                return (status.code(), stderr);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        panic!("port-host did not exit in time");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn range_arg(start: u16, len: u16) -> String {
+    format!("{start}..{}", start + len)
+}
+
+#[test]
+fn reserve_holds_the_port_until_stdin_closes() {
+    let start = free_block(3);
+    let mut reserving = Running::start(&["reserve", &range_arg(start, 3)]);
+    let port = reserving.port();
+    assert_eq!(port, start);
+    assert!(!natively_free(port));
+    // Still held a moment later: the process waits, it does not just print.
+    thread::sleep(Duration::from_millis(200));
+    assert!(!natively_free(port));
+
+    drop(reserving.stdin.take());
+    assert_eq!(reserving.wait(), (Some(0), String::new()));
+    assert!(natively_free(port));
+}
+
+#[test]
+fn reserve_hold_for_releases_after_the_time_even_with_stdin_open() {
+    let start = free_block(1);
+    let reserving = Running::start(&["reserve", &range_arg(start, 1), "--hold-for", "0.5"]);
+    let port = reserving.port();
+    assert!(!natively_free(port));
+    assert_eq!(reserving.wait(), (Some(0), String::new()));
+    assert!(natively_free(port));
+}
+
+#[test]
+fn another_process_never_gets_a_reserved_port() {
+    let start = free_block(6);
+    let session = |_| {
+        common::host()
+            .session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+            .unwrap()
+    };
+    let mut holder = session(());
+    let ports = Candidates::Range(PortRange {
+        start: start.into(),
+        end: u32::from(start) + 6,
+        step: 1,
+    });
+    let mut held = Vec::new();
+    for expected in start..start + 5 {
+        let reservation = holder.reserve_port(Some(&ports), true).unwrap().unwrap();
+        assert_eq!(holder.reservation_port(&reservation).unwrap(), Ok(expected));
+        held.push(reservation);
+    }
+
+    let range = range_arg(start, 6);
+    let output = port_host(&["get-free-port", &range]);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{}\n", start + 5)
+    );
+    let output = port_host(&["is-free-port", &start.to_string()]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "false\n");
+
+    held.push(holder.reserve_port(Some(&ports), true).unwrap().unwrap());
+    for command in ["get-free-port", "reserve"] {
+        let output = port_host(&[command, &range]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("No free port can be allocated within range("),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn serve_echo_prints_its_port_and_echoes_what_it_receives() {
+    let start = free_block(2);
+    let server = Running::start(&["serve-echo", &range_arg(start, 2)]);
+    let port = server.port();
+    assert_eq!(port, start);
+
+    for message in [&b"hello, component"[..], &[7u8; 20_000][..]] {
+        let mut client = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+        client.set_read_timeout(Some(PATIENCE)).unwrap();
+        client.write_all(message).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let mut echoed = Vec::new();
+        client.read_to_end(&mut echoed).unwrap();
+        assert_eq!(echoed, message);
+    }
+}
+
+#[test]
+fn serve_echo_without_network_is_a_one_line_error() {
+    let output = port_host(&["serve-echo", "--deny-network"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.ends_with("error: access denied: the host refused a loopback TCP socket, so the port's state is unknown\n"), "{stderr}");
+}
+
+#[test]
+fn probe_port_prints_both_families() {
+    let port = free_block(1);
+    let output = port_host(&["probe-port", &port.to_string(), "--json"]);
+    let v6 = if common::ipv6_loopback() {
+        "free"
+    } else {
+        "unsupported"
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{{\"port\":{port},\"ipv4\":\"free\",\"ipv6\":\"{v6}\"}}\n")
+    );
+    let output = port_host(&["probe-port", &port.to_string(), "--deny-network"]);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "ipv4 denied, ipv6 denied\n"
+    );
+}
+
+/// The portpicker-rs failure: on a host without IPv6 every port read busy.
+/// Here, in a network namespace whose loopback has no ::1, the IPv6 side is
+/// `unsupported` and the port still reads free and is still reserved. The
+/// namespace is new and empty, so nothing else can hold port 5000 in it.
+#[test]
+fn a_host_without_ipv6_loopback_sees_unsupported_and_free() {
+    let port_host = env!("CARGO_BIN_EXE_port-host");
+    let script = format!(
+        "ip link set lo up && echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6 && \
+         {port_host} probe-port 5000 && {port_host} is-free-port 5000 && \
+         {port_host} get-free-port 5000..5010 && {port_host} reserve 5000..5010 --hold-for 0"
+    );
+    let output = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--net", "sh", "-c", &script])
+        .output()
+        .expect("unshare runs (util-linux)");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "ipv4 free, ipv6 unsupported\ntrue\n5000\n5000\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,82 @@
+//! Many callers reserving from one range at once. This file holds one test, on
+//! ports below the ephemeral range, so that nothing else in the process can be
+//! handed one of its ports while it counts them.
+
+mod common;
+
+use common::{free_block_below_ephemeral, host, natively_free};
+use port_host::{Candidates, NetworkPolicy, PortRange, Stderr};
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::Barrier;
+use std::thread;
+
+const THREADS: usize = 8;
+const EACH: usize = 250;
+/// Room for other processes on the machine to hold a few ports of the range.
+const SLACK: u16 = 200;
+
+#[test]
+fn eight_instances_reserving_at_once_never_share_a_port() {
+    let len = (THREADS * EACH) as u16 + SLACK;
+    let start = free_block_below_ephemeral(len);
+    let ports = Candidates::Range(PortRange {
+        start: start.into(),
+        end: u32::from(start) + u32::from(len),
+        step: 1,
+    });
+    let barrier = Barrier::new(THREADS);
+
+    // Each worker returns its session with its reservations still held, so
+    // that all 2,000 are held at once when they are checked.
+    let workers: Vec<_> = thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    // Nothing before the barrier can fail, so no worker waits
+                    // for one that panicked.
+                    barrier.wait();
+                    let mut session = host()
+                        .session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+                        .unwrap();
+                    let mut held = Vec::new();
+                    for _ in 0..EACH {
+                        let reservation = session.reserve_port(Some(&ports), true).unwrap();
+                        let reservation = reservation.expect("the range has room for all");
+                        let port = session.reservation_port(&reservation).unwrap().unwrap();
+                        held.push((reservation, port));
+                    }
+                    (session, held)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+
+    let reserved: Vec<u16> = workers
+        .iter()
+        .flat_map(|(_, held)| held.iter().map(|&(_, port)| port))
+        .collect();
+    let distinct: HashSet<u16> = reserved.iter().copied().collect();
+    assert_eq!(reserved.len(), THREADS * EACH);
+    assert_eq!(distinct.len(), THREADS * EACH, "a port was reserved twice");
+    assert!(
+        reserved
+            .iter()
+            .all(|port| (start..start + len).contains(port))
+    );
+    for &port in &reserved {
+        assert!(!natively_free(port), "{port} is reserved yet bindable");
+    }
+
+    for (mut session, held) in workers {
+        for (reservation, _) in held {
+            assert_eq!(session.release(&reservation).unwrap(), Ok(()));
+        }
+    }
+    for port in reserved {
+        // Free on both families, and a plain listener may have it.
+        assert!(natively_free(port), "{port} still held after release");
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+    }
+}
