@@ -15,7 +15,6 @@
 use crate::reservation::Reservation;
 use crate::search::{Error, Probe, Take};
 use std::cell::RefCell;
-use std::collections::HashSet;
 use wasi::sockets::instance_network::instance_network;
 use wasi::sockets::network::{
     ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, Network,
@@ -34,8 +33,10 @@ thread_local! {
     static NETWORK: Network = instance_network();
 
     /// Ports this instance's live reservations hold, so that a search skips
-    /// them without a socket call. (The OS would refuse them anyway.)
-    static HELD: RefCell<HashSet<u16>> = RefCell::new(HashSet::new());
+    /// them without a socket call. (The OS would refuse them anyway.) A list:
+    /// a hash set would pull in a random seed and a tenth of the component's
+    /// size, to search a few entries.
+    static HELD: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 /// What one loopback bind found; mirrors the WIT `family-status`.
@@ -156,7 +157,7 @@ pub struct WasiReserver;
 
 /// Forgets a port this instance no longer holds (released, handed over, dropped).
 pub fn forget_held(port: u16) {
-    HELD.with(|held| held.borrow_mut().remove(&port));
+    HELD.with(|held| held.borrow_mut().retain(|&held| held != port));
 }
 
 impl WasiReserver {
@@ -170,7 +171,7 @@ impl WasiReserver {
         if !WasiProbe.ipv6_allows(port)? {
             return Ok(None);
         }
-        HELD.with(|held| held.borrow_mut().insert(port));
+        HELD.with(|held| held.borrow_mut().push(port));
         Ok(Some(Reservation::new(port, socket)))
     }
 }
