@@ -52,6 +52,15 @@ mod native {
         }
     }
 
+    /// What `reserve-port` does for one free port: bind and listen on
+    /// 127.0.0.1, then check ::1.
+    pub fn reserve(port: u16) -> Socket {
+        let socket = bind((Ipv4Addr::LOCALHOST, port).into()).unwrap();
+        socket.listen(128).unwrap();
+        assert!(ipv6_allows(port));
+        socket
+    }
+
     pub fn get_free_port(ports: impl IntoIterator<Item = u16>) -> u16 {
         ports
             .into_iter()
@@ -136,6 +145,20 @@ fn benches(c: &mut Criterion) {
         b.iter(|| session.get_free_port(None, false).unwrap().unwrap())
     });
     group.bench_function("native", |b| b.iter(native::os_chosen));
+    group.finish();
+
+    let free = free_block(1);
+    let only_free = Candidates::Explicit(vec![free]);
+    let mut group = c.benchmark_group("reserve-port, then release");
+    group.bench_function("component", |b| {
+        b.iter(|| {
+            let held = session.reserve_port(Some(&only_free), true).unwrap();
+            let held = held.unwrap();
+            session.release(&held).unwrap().unwrap();
+            session.drop_reservation(held).unwrap();
+        })
+    });
+    group.bench_function("native", |b| b.iter(|| drop(native::reserve(free))));
     group.finish();
 
     let pooled = PortHost::embedded(Limits {

@@ -23,6 +23,15 @@
 //!     Ok(port) => println!("use {port}"),
 //!     Err(error) => eprintln!("{}", describe(&error)),
 //! }
+//!
+//! // Or hold a port until it is needed: nobody else can bind it meanwhile.
+//! if let Ok(reservation) = session.reserve_port(Some(&range), true)? {
+//!     if let Ok(port) = session.reservation_port(&reservation)? {
+//!         println!("reserved {port}");
+//!     }
+//!     // Or `take_socket` for the listening socket itself.
+//!     session.release(&reservation)?.ok();
+//! }
 //! # Ok(())
 //! # }
 //! ```
