@@ -76,9 +76,8 @@ impl WasiProbe {
         }
     }
 
-    /// Binds a loopback socket to `port` (0: the OS picks) and listens on it.
-    fn listen_loopback(&self, port: u16) -> Result<TcpSocket, ErrorCode> {
-        let socket = self.bind_loopback(IpAddressFamily::Ipv4, port)?;
+    /// Listens on a socket `bind_loopback` made.
+    fn listen(&self, socket: TcpSocket) -> Result<TcpSocket, ErrorCode> {
         socket.start_listen()?;
         loop {
             match socket.finish_listen() {
@@ -160,20 +159,10 @@ pub fn forget_held(port: u16) {
     HELD.with(|held| held.borrow_mut().retain(|&held| held != port));
 }
 
-impl WasiReserver {
-    /// Keeps `socket` (listening on `port`) as a reservation if [::1]:`port`
-    /// is free too; otherwise closes it.
-    fn hold_if_ipv6_allows(
-        &mut self,
-        port: u16,
-        socket: TcpSocket,
-    ) -> Result<Option<Reservation<TcpSocket>>, Error> {
-        if !WasiProbe.ipv6_allows(port)? {
-            return Ok(None);
-        }
-        HELD.with(|held| held.borrow_mut().push(port));
-        Ok(Some(Reservation::new(port, socket)))
-    }
+/// Keeps `socket`, listening on `port`, as this instance's reservation.
+fn hold(port: u16, socket: TcpSocket) -> Reservation<TcpSocket> {
+    HELD.with(|held| held.borrow_mut().push(port));
+    Reservation::new(port, socket)
 }
 
 impl Take for WasiReserver {
@@ -183,22 +172,43 @@ impl Take for WasiReserver {
         if HELD.with(|held| held.borrow().contains(&port)) {
             return Ok(None);
         }
-        // The bind or the listen fails with address-in-use when anyone holds
-        // the port, including a rival reserving it this very moment: of two
-        // listens on one port, the OS lets one succeed.
-        match WasiProbe.listen_loopback(port) {
-            Ok(socket) => self.hold_if_ipv6_allows(port, socket),
+        // Bind first: like the probe's, it disturbs nobody, and it settles
+        // most held ports with one socket. Then [::1], before listening, so
+        // that a port someone holds there never sees our listener on
+        // 127.0.0.1 even for an instant: its owner may be about to listen on
+        // it too. The bind or the listen fails with address-in-use when anyone
+        // holds the port, including a rival reserving it this very moment: of
+        // two listens on one port, the OS lets one succeed.
+        let socket = match WasiProbe.bind_loopback(IpAddressFamily::Ipv4, port) {
+            Ok(socket) => socket,
+            Err(ErrorCode::AddressInUse) => return Ok(None),
+            Err(code) => return Err(to_error(code)),
+        };
+        if !WasiProbe.ipv6_allows(port)? {
+            return Ok(None);
+        }
+        match WasiProbe.listen(socket) {
+            Ok(socket) => Ok(Some(hold(port, socket))),
             Err(ErrorCode::AddressInUse) => Ok(None),
             Err(code) => Err(to_error(code)),
         }
     }
 
     fn take_os_chosen(&mut self) -> Result<Self::Taken, Error> {
+        // As `take`, with the port the OS binds: bind, check [::1], listen.
         for _ in 0..OS_CHOICE_ATTEMPTS {
-            let socket = WasiProbe.listen_loopback(0).map_err(to_error)?;
+            let socket = WasiProbe
+                .bind_loopback(IpAddressFamily::Ipv4, 0)
+                .map_err(to_error)?;
             let port = port_of(&socket)?;
-            if let Some(reservation) = self.hold_if_ipv6_allows(port, socket)? {
-                return Ok(reservation);
+            if !WasiProbe.ipv6_allows(port)? {
+                continue;
+            }
+            match WasiProbe.listen(socket) {
+                Ok(socket) => return Ok(hold(port, socket)),
+                // A rival's listen on the very port the OS just gave us.
+                Err(ErrorCode::AddressInUse) => continue,
+                Err(code) => return Err(to_error(code)),
             }
         }
         Err(Error::Other(ErrorCode::AddressInUse.name().into()))

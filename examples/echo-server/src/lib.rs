@@ -61,6 +61,8 @@ impl Guest for Echo {
                         ready.block();
                         continue;
                     }
+                    // A client that gave up before its turn; serve the next.
+                    Err(SocketError::ConnectionAborted | SocketError::ConnectionReset) => continue,
                     Err(code) => return Err(code.name().to_owned()),
                 };
                 echo(&input, &output);

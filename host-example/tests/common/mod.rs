@@ -5,7 +5,8 @@
 use port_host::{NetworkPolicy, PortHost, Session, Stderr};
 use socket2::{Domain, Socket, Type};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::sync::OnceLock;
+use std::ops::Range;
+use std::sync::{Mutex, OnceLock};
 
 pub fn host() -> &'static PortHost {
     static HOST: OnceLock<PortHost> = OnceLock::new();
@@ -36,51 +37,60 @@ pub fn natively_free(port: u16) -> bool {
         && (!ipv6_loopback() || bindable((Ipv6Addr::LOCALHOST, port).into()))
 }
 
-/// `len` consecutive ports, all free on both loopbacks when checked, starting
-/// from a port the OS handed out, so parallel tests and busy machines differ.
+/// `len` consecutive ports, all free on both loopbacks when checked.
+///
+/// They lie outside the OS's ephemeral range, so that no `bind(0)` or
+/// outgoing `connect` in a parallel test can be handed one of them while a
+/// test counts on them; no two calls in one process return overlapping
+/// blocks; and the search starts at a place that depends on the process, so
+/// that concurrent test processes seldom meet.
 pub fn free_block(len: u16) -> u16 {
-    for _ in 0..200 {
-        let start = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        if start.checked_add(len).is_some() && (start..start + len).all(natively_free) {
-            return start;
+    const FLOOR: u32 = 10_000;
+    const END: u32 = 1 << 16;
+    static HANDED_OUT: Mutex<Vec<Range<u32>>> = Mutex::new(Vec::new());
+    let (ephemeral_low, ephemeral_high) = ephemeral_range();
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let usable = |port: u32, handed_out: &[Range<u32>]| {
+        !(ephemeral_low..=ephemeral_high).contains(&port)
+            && !handed_out.iter().any(|block| block.contains(&port))
+            && natively_free(port as u16)
+    };
+    let len = u32::from(len);
+    let mut start = FLOOR + std::process::id() % (END - FLOOR);
+    // Each step moves past at least one port; two laps cover every start.
+    for _ in 0..2 * (END - FLOOR) {
+        if start + len > END {
+            start = FLOOR;
+        }
+        match (start..start + len).find(|&port| !usable(port, &handed_out)) {
+            None => {
+                handed_out.push(start..start + len);
+                return start as u16;
+            }
+            Some(taken) => start = taken + 1,
         }
     }
-    panic!("no block of {len} free loopback ports found");
+    panic!("no block of {len} free ports outside the ephemeral range");
+}
+
+/// The ports the OS hands out for `bind(0)` and outgoing connections.
+fn ephemeral_range() -> (u32, u32) {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let bounds: Vec<u32> = text
+        .iter()
+        .flat_map(|text| text.split_whitespace().filter_map(|n| n.parse().ok()))
+        .collect();
+    match bounds[..] {
+        [low, high] => (low, high),
+        // Linux's default.
+        _ => (32_768, 60_999),
+    }
 }
 
 pub fn free_port() -> u16 {
     free_block(1)
-}
-
-/// `len` consecutive ports, all free when checked, below the OS's ephemeral
-/// range, so that no `bind(0)` in a parallel test can be handed one of them
-/// while a test counts on them. The search starts at a pseudo-random place so
-/// that concurrent test processes seldom pick the same block.
-pub fn free_block_below_ephemeral(len: u16) -> u16 {
-    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    let (floor, ceiling) = (10_000, ephemeral_low.saturating_sub(len));
-    assert!(
-        ceiling > floor,
-        "the ephemeral range leaves no room below it"
-    );
-    let offset = std::process::id() % u32::from(ceiling - floor);
-    let mut start = floor + offset as u16;
-    for _ in 0..2 * (ceiling - floor) / len {
-        match (start..start + len).find(|&port| !natively_free(port)) {
-            None => return start,
-            Some(held) => start = held + 1,
-        }
-        if start > ceiling {
-            start = floor;
-        }
-    }
-    panic!("no block of {len} free ports below the ephemeral range");
 }
 
 /// The kinds of socket that hold a port; each must make the port read busy.
