@@ -187,8 +187,8 @@ impl PortHost {
         let pre = linker
             .instantiate_pre(component)
             .context("the component needs imports this host does not give")?;
-        let pre =
-            PortUtilsPre::new(pre).context("the component does not export hbutils:network/port")?;
+        let pre = PortUtilsPre::new(pre)
+            .context("the component does not export hbutils:network/port@0.2.0")?;
         Ok(PortHost {
             engine,
             pre,
