@@ -35,11 +35,6 @@ impl<S> Reservation<S> {
             .map_err(|&ended| ended)
     }
 
-    /// Whether the port is still held by this reservation.
-    pub fn is_held(&self) -> bool {
-        self.state.is_ok()
-    }
-
     /// The socket, for the caller to keep; the reservation ends.
     pub fn take_socket(&mut self) -> Result<S, Ended> {
         self.end(Ended::SocketTaken)
@@ -67,14 +62,12 @@ mod tests {
     fn a_held_reservation_names_its_port() {
         let reservation = Reservation::new(8080, "socket");
         assert_eq!(reservation.port(), Ok(8080));
-        assert!(reservation.is_held());
     }
 
     #[test]
     fn taking_the_socket_hands_it_over_once() {
         let mut reservation = Reservation::new(8080, "socket");
         assert_eq!(reservation.take_socket(), Ok("socket"));
-        assert!(!reservation.is_held());
         assert_eq!(reservation.port(), Err(Ended::SocketTaken));
         assert_eq!(reservation.take_socket(), Err(Ended::SocketTaken));
         assert_eq!(reservation.release(), Err(Ended::SocketTaken));

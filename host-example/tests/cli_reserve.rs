@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{free_block, natively_free};
-use port_host::{Candidates, NetworkPolicy, PortRange, Stderr};
+use common::{block, free_block, natively_free};
+use port_host::{NetworkPolicy, Stderr};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpStream};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -130,11 +130,7 @@ fn another_process_never_gets_a_reserved_port() {
             .unwrap()
     };
     let mut holder = session(());
-    let ports = Candidates::Range(PortRange {
-        start: start.into(),
-        end: u32::from(start) + 6,
-        step: 1,
-    });
+    let ports = block(start, 6);
     let mut held = Vec::new();
     for expected in start..start + 5 {
         let reservation = holder.reserve_port(Some(&ports), true).unwrap().unwrap();

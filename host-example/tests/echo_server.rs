@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::{free_block, natively_free};
-use port_host::{
-    Candidates, EchoServer, ErrorCode, NetworkPolicy, PortRange, echo_component_imports,
-};
+use common::{block, free_block, natively_free};
+use port_host::{EchoServer, ErrorCode, NetworkPolicy, echo_component_imports};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpStream};
 use std::thread;
@@ -29,11 +27,7 @@ fn the_composition_imports_only_wasi() {
 #[test]
 fn the_server_echoes_on_the_reserved_port_then_frees_it() {
     let start = free_block(3);
-    let ports = Candidates::Range(PortRange {
-        start: start.into(),
-        end: u32::from(start) + 3,
-        step: 1,
-    });
+    let ports = block(start, 3);
     let mut server = EchoServer::start(NetworkPolicy::LoopbackTcp, Some(&ports), true)
         .unwrap()
         .unwrap();

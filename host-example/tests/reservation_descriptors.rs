@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{free_block, session};
-use port_host::{Candidates, PortRange};
+use common::{block, free_block, session};
 
 fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -16,11 +15,7 @@ fn open_descriptors() -> usize {
 #[test]
 fn ten_thousand_reserve_and_release_cycles_leave_the_descriptor_count_unchanged() {
     let start = free_block(4);
-    let ports = Candidates::Range(PortRange {
-        start: start.into(),
-        end: u32::from(start) + 4,
-        step: 1,
-    });
+    let ports = block(start, 4);
     let mut session = session();
     // One cycle first, so that lazily opened host state is counted in `before`.
     let warm = session.reserve_port(Some(&ports), true).unwrap().unwrap();

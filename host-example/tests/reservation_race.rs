@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{free_block, host, natively_free};
-use port_host::{Candidates, NetworkPolicy, PortRange, Stderr};
+use common::{block, free_block, host, natively_free};
+use port_host::{NetworkPolicy, Stderr};
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Barrier;
@@ -43,11 +43,7 @@ fn eight_instances_reserving_at_once_never_share_a_port() {
     let len = (THREADS * EACH) as u16 + SLACK;
     allow_open_files(4 * THREADS * EACH);
     let start = free_block(len);
-    let ports = Candidates::Range(PortRange {
-        start: start.into(),
-        end: u32::from(start) + u32::from(len),
-        step: 1,
-    });
+    let ports = block(start, len);
     let barrier = Barrier::new(THREADS);
 
     // Each worker returns its session with its reservations still held, so

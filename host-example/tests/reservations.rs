@@ -3,21 +3,15 @@
 
 mod common;
 
-use common::{Holder, free_block, hold, host, ipv6_loopback, listen, natively_free, session};
+use common::{
+    Holder, block, free_block, hold, host, ipv6_loopback, listen, natively_free, session,
+};
 use port_host::{
-    Candidates, ErrorCode, FamilyStatus, NetworkPolicy, PortRange, PortStatus, Reservation,
-    ReservationError, Session, Stderr,
+    Candidates, ErrorCode, FamilyStatus, NetworkPolicy, PortStatus, Reservation, ReservationError,
+    Session, Stderr,
 };
 use socket2::{Domain, Socket, Type};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-
-fn range(start: u16, len: u16) -> Candidates {
-    Candidates::Range(PortRange {
-        start: start.into(),
-        end: u32::from(start) + u32::from(len),
-        step: 1,
-    })
-}
 
 fn reserve(session: &mut Session, ports: &Candidates) -> (Reservation, u16) {
     let reservation = session.reserve_port(Some(ports), true).unwrap().unwrap();
@@ -39,7 +33,7 @@ fn bindable(addr: SocketAddr, reuse_address: bool) -> bool {
 fn a_reservation_makes_every_later_bind_of_its_port_fail() {
     let start = free_block(4);
     let mut session = session();
-    let (reservation, port) = reserve(&mut session, &range(start, 4));
+    let (reservation, port) = reserve(&mut session, &block(start, 4));
     assert_eq!(port, start);
 
     for reuse_address in [false, true] {
@@ -79,7 +73,7 @@ fn reservations_follow_the_search_rules_and_skip_what_they_hold() {
     let start = free_block(5);
     let _held = listen(start + 1);
     let mut session = session();
-    let ports = range(start, 5);
+    let ports = block(start, 5);
     let taken: Vec<u16> = (0..4).map(|_| reserve(&mut session, &ports).1).collect();
     assert_eq!(taken, [start, start + 2, start + 3, start + 4]);
 
@@ -119,7 +113,7 @@ fn without_usable_candidates_strict_is_switched_off_with_the_warning() {
 fn the_taken_socket_is_listening_and_holds_the_port_until_closed() {
     let start = free_block(1);
     let mut session = session();
-    let (reservation, port) = reserve(&mut session, &range(start, 1));
+    let (reservation, port) = reserve(&mut session, &block(start, 1));
     let socket = session.take_socket(&reservation).unwrap().unwrap();
 
     assert!(!natively_free(port));
@@ -134,7 +128,7 @@ fn the_taken_socket_is_listening_and_holds_the_port_until_closed() {
 fn misuse_of_an_ended_reservation_is_an_error_and_the_instance_lives_on() {
     let start = free_block(2);
     let mut session = session();
-    let ports = range(start, 2);
+    let ports = block(start, 2);
 
     let (taken, _) = reserve(&mut session, &ports);
     let socket = session.take_socket(&taken).unwrap().unwrap();
@@ -164,7 +158,7 @@ fn misuse_of_an_ended_reservation_is_an_error_and_the_instance_lives_on() {
 #[test]
 fn dropping_a_reservation_or_its_whole_store_frees_the_port() {
     let start = free_block(4);
-    let ports = range(start, 4);
+    let ports = block(start, 4);
     let mut session = session();
     let (dropped, port) = reserve(&mut session, &ports);
     session.drop_reservation(dropped).unwrap();
@@ -224,7 +218,7 @@ fn a_host_without_network_gets_no_reservation() {
     let mut denied = host()
         .session(NetworkPolicy::Denied, Stderr::Capture)
         .unwrap();
-    let ports = range(free_block(1), 1);
+    let ports = block(free_block(1), 1);
     assert_eq!(
         denied.reserve_port(Some(&ports), true).unwrap().err(),
         Some(ErrorCode::AccessDenied)

@@ -2,7 +2,7 @@
 //! ports the OS vouches for, and the kinds of socket that hold a port.
 #![allow(dead_code)] // each test binary uses its own share of these helpers
 
-use port_host::{NetworkPolicy, PortHost, Session, Stderr};
+use port_host::{Candidates, NetworkPolicy, PortHost, PortRange, Session, Stderr};
 use socket2::{Domain, Socket, Type};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::ops::Range;
@@ -91,6 +91,15 @@ fn ephemeral_range() -> (u32, u32) {
 
 pub fn free_port() -> u16 {
     free_block(1)
+}
+
+/// The candidates `start..start + len`, as a range.
+pub fn block(start: u16, len: u16) -> Candidates {
+    Candidates::Range(PortRange {
+        start: start.into(),
+        end: u32::from(start) + u32::from(len),
+        step: 1,
+    })
 }
 
 /// The kinds of socket that hold a port; each must make the port read busy.
