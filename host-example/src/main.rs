@@ -63,11 +63,7 @@ fn get_free_port(
     let answer = session(options)?.get_free_port(ports, strict)?;
     Ok(match answer {
         Ok(port) => {
-            if options.json {
-                println!("{{\"port\":{port}}}");
-            } else {
-                println!("{port}");
-            }
+            print_port(options, port)?;
             ExitCode::SUCCESS
         }
         Err(error) => component_error(options, &error),
@@ -149,8 +145,9 @@ fn serve_echo(
     }
 }
 
-/// The port on a line of its own, flushed at once: a script reading it is
-/// waiting while this process keeps running.
+/// The port on a line of its own (or as JSON), flushed at once: for
+/// `reserve` and `serve-echo` a script reading it is waiting while this
+/// process keeps running.
 fn print_port(options: &Options, port: u16) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     if options.json {
