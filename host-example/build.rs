@@ -1,93 +1,63 @@
-//! Builds the workspace's guest components for `wasm32-wasip2` so that
-//! `port-host` can embed the real component and the tests can load the
-//! adversarial guest, with no step beyond `cargo build`; composes the
-//! echo-server example with the component (wac), so that `port-host
-//! serve-echo` runs a consumer whose only imports are WASI; then compiles both
-//! to native code, so that `port-host` starts without Cranelift.
+//! Builds the product's component for `wasm32-wasip2` so that `port-host`
+//! embeds it with no step beyond `cargo build`; composes the echo-server
+//! example with it (wac), so that `port-host serve-echo` runs a consumer
+//! whose only imports are WASI; then compiles both to native code, so that
+//! `port-host` starts without Cranelift. Test fixtures are built by
+//! `tests/guests`, never here.
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, exit};
 
 #[path = "src/engine_config.rs"]
 mod engine_config;
+#[path = "build/guests.rs"]
+mod guests;
 
-const TARGET: &str = "wasm32-wasip2";
-/// The size-tuned profile in the workspace manifest; the host keeps `release`.
-const PROFILE: &str = "component";
-/// (package, artifact, environment variable naming its path)
-const GUESTS: [(&str, &str, &str); 3] = [
-    ("hbutils-port", "hbutils_port.wasm", "PORT_COMPONENT_WASM"),
-    ("echo-server", "echo_server.wasm", "ECHO_COMPONENT_WASM"),
-    ("escape-guest", "escape_guest.wasm", "ESCAPE_GUEST_WASM"),
-];
+use guests::fail;
+
+/// The interface the echo server imports and the component exports.
+const PORT: &str = "hbutils:network/port@0.2.0";
+const SERVER: &str = "hbutils:echo/server@0.1.0";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir
         .parent()
-        .expect("host-example lives in the workspace");
+        .expect("port-host lives in the workspace");
     for input in [
         "Cargo.toml",
         "Cargo.lock",
         "build.rs",
         "src",
         "wit",
-        "tests/escape-guest",
         "examples/echo-server",
+        "host-example/build",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
 
-    ensure_target_installed();
-
-    let target_dir = guest_target_dir();
-    let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo
-        .current_dir(root)
-        .args([
-            "build",
-            "--target",
-            TARGET,
-            "--profile",
-            PROFILE,
-            "--target-dir",
-        ])
-        .arg(&target_dir);
-    for (package, _, _) in GUESTS {
-        cargo.args(["-p", package]);
-    }
-    // The outer build's flags and wrappers are for the host (clippy's driver,
-    // native CPU flags); the guests build for wasm with their own settings.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-    ] {
-        cargo.env_remove(var);
-    }
-    run(&mut cargo, "building the wasm32-wasip2 guests");
-
-    let built = |artifact: &str| target_dir.join(TARGET).join(PROFILE).join(artifact);
-    let (escape, escape_var) = (GUESTS[2].1, GUESTS[2].2);
-    println!("cargo:rustc-env={escape_var}={}", built(escape).display());
-
+    let built = guests::build(root, &["hbutils-port", "echo-server"]);
     // The component as shipped: without its debug names (see below).
-    let component = strip_component_names(&built(GUESTS[0].1));
-    let echo = compose(&component, &strip_component_names(&built(GUESTS[1].1)));
+    let component = strip_component_names(&built.join("hbutils_port.wasm"));
+    let echo = compose(
+        &component,
+        &strip_component_names(&built.join("echo_server.wasm")),
+    );
+
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    for ((_, artifact, var), wasm) in GUESTS.iter().zip([&component, &echo]) {
-        let path = target_dir.join(artifact);
+    let shipped = guests::guest_target_dir();
+    for (wasm, file, var) in [
+        (&component, "hbutils_port.wasm", "PORT_COMPONENT"),
+        (&echo, "echo_server.wasm", "ECHO_COMPONENT"),
+    ] {
+        let path = shipped.join(file);
         fs::write(&path, wasm)
             .unwrap_or_else(|e| fail(&format!("writing {}: {e}", path.display())));
-        println!("cargo:rustc-env={var}={}", path.display());
-        let precompiled = out_dir.join(artifact).with_extension("cwasm");
+        println!("cargo:rustc-env={var}_WASM={}", path.display());
+        let precompiled = out_dir.join(file).with_extension("cwasm");
         precompile(wasm, &precompiled);
-        let cwasm_var = var.replace("_WASM", "_CWASM");
-        println!("cargo:rustc-env={cwasm_var}={}", precompiled.display());
+        println!("cargo:rustc-env={var}_CWASM={}", precompiled.display());
     }
 }
 
@@ -98,8 +68,6 @@ fn main() {
 /// and a component may only export what names types it exports or imports.
 fn compose(provider: &[u8], consumer: &[u8]) -> Vec<u8> {
     use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
-    const PORT: &str = "hbutils:network/port@0.2.0";
-    const SERVER: &str = "hbutils:echo/server@0.1.0";
     let composed = (|| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
         let mut graph = CompositionGraph::new();
         let provider = Package::from_bytes("hbutils:port", None, provider, graph.types_mut())?;
@@ -130,36 +98,38 @@ fn compose(provider: &[u8], consumer: &[u8]) -> Vec<u8> {
 /// a top-level `component-name` section, a twelfth of the component; nothing
 /// reads it at run time. Every other section is copied byte for byte.
 fn strip_component_names(input: &Path) -> Vec<u8> {
+    use wasmparser::{Chunk, Parser, Payload};
     let wasm =
         fs::read(input).unwrap_or_else(|e| fail(&format!("reading {}: {e}", input.display())));
-    let leb128 = |at: &mut usize| -> usize {
-        let (mut value, mut shift) = (0usize, 0);
-        loop {
-            let byte = wasm[*at];
-            *at += 1;
-            value |= usize::from(byte & 0x7f) << shift;
-            shift += 7;
-            if byte < 0x80 {
-                return value;
-            }
-        }
-    };
-    let mut stripped = wasm[..8].to_vec(); // magic and version
-    let mut at = 8;
-    while at < wasm.len() {
-        let start = at;
-        let id = wasm[at];
-        at += 1;
-        let size = leb128(&mut at);
-        let body = at;
-        at += size;
-        let is_names = id == 0 && {
-            let mut name_at = body;
-            let len = leb128(&mut name_at);
-            &wasm[name_at..name_at + len] == b"component-name"
+    let mut stripped = Vec::with_capacity(wasm.len());
+    let mut parser = Parser::new(0);
+    let mut rest = &wasm[..];
+    loop {
+        let (consumed, payload) = match parser.parse(rest, true) {
+            Ok(Chunk::Parsed { consumed, payload }) => (consumed, payload),
+            Ok(Chunk::NeedMoreData(_)) => fail(&format!("{} is truncated", input.display())),
+            Err(error) => fail(&format!("{} is not wasm: {error}", input.display())),
         };
-        if !is_names {
-            stripped.extend_from_slice(&wasm[start..at]);
+        let (section, after) = rest.split_at(consumed);
+        rest = after;
+        match payload {
+            Payload::End(_) => break,
+            // Nested modules and components are copied whole: the parser
+            // hands over only their header and steps past the body itself.
+            Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | Payload::ComponentSection {
+                unchecked_range, ..
+            } => {
+                let body = usize::try_from(unchecked_range.end - unchecked_range.start)
+                    .unwrap_or_else(|_| fail("a nested module too large for this machine"));
+                stripped.extend_from_slice(section);
+                stripped.extend_from_slice(&rest[..body]);
+                rest = &rest[body..];
+            }
+            Payload::CustomSection(custom) if custom.name() == "component-name" => {}
+            _ => stripped.extend_from_slice(section),
         }
     }
     stripped
@@ -184,55 +154,4 @@ fn precompile(wasm: &[u8], output: &Path) {
         .unwrap_or_else(|e| fail(&format!("precompiling the component: {e}")));
     fs::write(output, compiled)
         .unwrap_or_else(|e| fail(&format!("writing {}: {e}", output.display())));
-}
-
-/// The pinned toolchain lists the wasm target, but rustup only installs listed
-/// targets with the toolchain itself: a machine that already had 1.95.0 lacks it.
-fn ensure_target_installed() {
-    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let output = Command::new(&rustc).args(["--print", "sysroot"]).output();
-    let Ok(output) = output else {
-        fail("cannot run rustc to find its sysroot");
-    };
-    let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(TARGET)
-        .is_dir()
-    {
-        return;
-    }
-    println!(
-        "cargo:warning=installing the {TARGET} target with rustup (listed in rust-toolchain.toml)"
-    );
-    run(
-        Command::new("rustup").args(["target", "add", TARGET]),
-        "rustup target add",
-    );
-}
-
-/// A folder beside the host's own build output, shared by every host profile
-/// so that `cargo build`, `cargo test` and `cargo clippy` reuse one guest build.
-fn guest_target_dir() -> PathBuf {
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    // OUT_DIR is <target-dir>/[<triple>/]<profile>/build/<pkg>/out; cargo marks
-    // the target directory itself with CACHEDIR.TAG.
-    let target_root = out_dir
-        .ancestors()
-        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
-        .unwrap_or(&out_dir);
-    target_root.join("guests")
-}
-
-fn run(command: &mut Command, what: &str) {
-    match command.status() {
-        Ok(status) if status.success() => {}
-        Ok(status) => fail(&format!("{what} failed ({status})")),
-        Err(error) => fail(&format!("{what} could not start: {error}")),
-    }
-}
-
-fn fail(message: &str) -> ! {
-    eprintln!("error: {message}");
-    exit(1);
 }

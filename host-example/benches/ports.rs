@@ -52,12 +52,12 @@ mod native {
         }
     }
 
-    /// What `reserve-port` does for one free port: bind and listen on
-    /// 127.0.0.1, then check ::1.
+    /// What `reserve-port` does for one free port: bind 127.0.0.1, check
+    /// ::1, then listen.
     pub fn reserve(port: u16) -> Socket {
         let socket = bind((Ipv4Addr::LOCALHOST, port).into()).unwrap();
-        socket.listen(128).unwrap();
         assert!(ipv6_allows(port));
+        socket.listen(128).unwrap();
         socket
     }
 
@@ -90,13 +90,27 @@ fn free_block(len: u16) -> u16 {
 fn benches(c: &mut Criterion) {
     let host = PortHost::new().unwrap();
     let mut session = host
-        .session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
+        .unwrap();
+    // The async twin, on the runtime an embedder would have.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut async_session = runtime
+        .block_on(host.async_session(NetworkPolicy::loopback(), Stderr::Capture))
         .unwrap();
 
     let free = free_block(1);
     let mut group = c.benchmark_group("is-free-port, free port");
     group.bench_function("component", |b| {
         b.iter(|| assert!(session.is_free_port(black_box(free)).unwrap().unwrap()))
+    });
+    group.bench_function("component, async", |b| {
+        b.iter(|| {
+            let answer = runtime.block_on(async_session.is_free_port(black_box(free)));
+            assert!(answer.unwrap().unwrap())
+        })
     });
     group.bench_function("native", |b| {
         b.iter(|| assert!(native::is_free(black_box(free))))
@@ -108,6 +122,12 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("is-free-port, held port");
     group.bench_function("component", |b| {
         b.iter(|| assert!(!session.is_free_port(black_box(held)).unwrap().unwrap()))
+    });
+    group.bench_function("component, async", |b| {
+        b.iter(|| {
+            let answer = runtime.block_on(async_session.is_free_port(black_box(held)));
+            assert!(!answer.unwrap().unwrap())
+        })
     });
     group.bench_function("native", |b| {
         b.iter(|| assert!(!native::is_free(black_box(held))))
@@ -133,6 +153,12 @@ fn benches(c: &mut Criterion) {
                 session.get_free_port(Some(&candidates), true).unwrap(),
                 Ok(last)
             )
+        })
+    });
+    group.bench_function("component, async", |b| {
+        b.iter(|| {
+            let answer = runtime.block_on(async_session.get_free_port(Some(&candidates), true));
+            assert_eq!(answer.unwrap(), Ok(last))
         })
     });
     group.bench_function("native", |b| {
@@ -174,12 +200,23 @@ fn benches(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut session = host
-                    .session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+                    .session(NetworkPolicy::loopback(), Stderr::Capture)
                     .unwrap();
                 assert!(session.is_free_port(free).unwrap().unwrap());
             })
         });
     }
+    group.bench_function("component, async, pooling allocator", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let mut session = pooled
+                    .async_session(NetworkPolicy::loopback(), Stderr::Capture)
+                    .await
+                    .unwrap();
+                assert!(session.is_free_port(free).await.unwrap().unwrap());
+            })
+        })
+    });
     group.bench_function("native", |b| b.iter(|| assert!(native::is_free(free))));
     group.finish();
 
@@ -191,7 +228,7 @@ fn benches(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {
-                host.session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+                host.session(NetworkPolicy::loopback(), Stderr::Capture)
                     .unwrap()
             })
         });

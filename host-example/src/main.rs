@@ -1,212 +1,206 @@
 //! `port-host`: the hbutils-port component from the command line, inside a
-//! loopback-only wasmtime sandbox.
+//! loopback-only wasmtime sandbox. Each command maps to one session call;
+//! every call runs on the async path, so `--timeout` bounds host calls too.
 
-mod args;
+mod cli;
+mod report;
 
-use args::{Command, Options, USAGE};
-use port_host::{
-    Candidates, EchoServer, ErrorCode, Limits, NetworkPolicy, PortHost, Stderr, describe,
-    error_name, family_status_name,
-};
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command, Run, Sandbox};
+use port_host::{AsyncSession, EchoServer, ErrorCode, Limits, NetworkPolicy, PortHost, Stderr};
+use report::{Failure, Freedom, Port, Probe};
+use serde::Serialize;
+use std::fmt::Display;
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
 
 /// Exit status for any error: bad input, a refused socket, a failed search.
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let (command, options) = match args::parse(std::env::args().skip(1)) {
-        Ok(parsed) => parsed,
-        Err(message) => return fail(&message),
-    };
-    let outcome = match command {
-        Command::Help => {
-            println!("{USAGE}");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version: clap's own text, exit 0.
+            let _ = error.print();
             return ExitCode::SUCCESS;
         }
-        Command::IsFreePort(port) => is_free_port(&options, port),
-        Command::GetFreePort { ports, strict } => get_free_port(&options, ports.as_ref(), strict),
-        Command::ProbePort(port) => probe_port(&options, port),
+        Err(error) => return fail(None, &cli::one_line(&error)),
+    };
+    let json = cli.command.sandbox().is_some_and(|sandbox| sandbox.json);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(None, &format!("cannot start the async runtime: {error}")),
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            let failure = Failure::host(&error);
+            fail(json.then_some(&failure), &failure.error)
+        }
+    }
+}
+
+async fn run(command: Command) -> wasmtime::Result<ExitCode> {
+    match command {
+        Command::IsFreePort { port, run } => {
+            let answer = session(&run).await?.is_free_port(port).await?;
+            Ok(match answer {
+                Ok(free) => {
+                    print(&run.sandbox, &Freedom { port, free })?;
+                    ExitCode::from(if free { 0 } else { 1 })
+                }
+                Err(error) => component_error(&run.sandbox, &error),
+            })
+        }
+        Command::GetFreePort { search, run } => {
+            let ports = search.ports.as_ref();
+            let answer = session(&run)
+                .await?
+                .get_free_port(ports, !search.no_strict)
+                .await?;
+            answered(&run.sandbox, answer.map(|port| Port { port }))
+        }
+        Command::ProbePort { port, run } => {
+            let answer = session(&run).await?.probe_port(port).await?;
+            answered(&run.sandbox, answer.map(|status| Probe::new(port, status)))
+        }
         Command::Reserve {
-            ports,
-            strict,
+            search,
             hold_for,
-        } => reserve(&options, ports.as_ref(), strict, hold_for),
-        Command::ServeEcho { ports, strict } => serve_echo(&options, ports.as_ref(), strict),
-    };
-    outcome.unwrap_or_else(|error| fail(&format!("{error:#}")))
-}
-
-fn is_free_port(options: &Options, port: u16) -> wasmtime::Result<ExitCode> {
-    let answer = session(options)?.is_free_port(port)?;
-    Ok(match answer {
-        Ok(free) => {
-            if options.json {
-                println!("{{\"port\":{port},\"free\":{free}}}");
-            } else {
-                println!("{free}");
+            run,
+        } => {
+            let mut session = session(&run).await?;
+            let reservation = match session
+                .reserve_port(search.ports.as_ref(), !search.no_strict)
+                .await?
+            {
+                Ok(reservation) => reservation,
+                Err(error) => return Ok(component_error(&run.sandbox, &error)),
+            };
+            let port = match session.reservation_port(&reservation).await? {
+                Ok(port) => port,
+                Err(error) => wasmtime::bail!("a fresh reservation has already ended ({error:?})"),
+            };
+            print(&run.sandbox, &Port { port })?;
+            match hold_for {
+                Some(duration) => tokio::time::sleep(duration).await,
+                None => stdin_closed().await,
             }
-            ExitCode::from(if free { 0 } else { 1 })
+            if let Err(error) = session.release(&reservation).await? {
+                wasmtime::bail!("the reservation ended before its release ({error:?})");
+            }
+            Ok(ExitCode::SUCCESS)
         }
-        Err(error) => component_error(options, &error),
-    })
+        Command::ServeEcho { search, sandbox } => {
+            let started = EchoServer::start(
+                network(&sandbox),
+                search.ports.as_ref(),
+                !search.no_strict,
+                limits(&sandbox),
+            )
+            .await?;
+            let mut server = match started {
+                Ok(server) => server,
+                Err(error) => return Ok(component_error(&sandbox, &error)),
+            };
+            print(
+                &sandbox,
+                &Port {
+                    port: server.port(),
+                },
+            )?;
+            match server.serve(None).await? {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(code) => wasmtime::bail!("the echo server stopped: {code}"),
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "port-host", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
-fn get_free_port(
-    options: &Options,
-    ports: Option<&Candidates>,
-    strict: bool,
+/// The component's answer printed, or its error reported.
+fn answered<T: Serialize + Display>(
+    sandbox: &Sandbox,
+    answer: Result<T, ErrorCode>,
 ) -> wasmtime::Result<ExitCode> {
-    let answer = session(options)?.get_free_port(ports, strict)?;
     Ok(match answer {
-        Ok(port) => {
-            print_port(options, port)?;
+        Ok(value) => {
+            print(sandbox, &value)?;
             ExitCode::SUCCESS
         }
-        Err(error) => component_error(options, &error),
+        Err(error) => component_error(sandbox, &error),
     })
 }
 
-fn probe_port(options: &Options, port: u16) -> wasmtime::Result<ExitCode> {
-    let answer = session(options)?.probe_port(port)?;
-    Ok(match answer {
-        Ok(status) => {
-            let (ipv4, ipv6) = (
-                family_status_name(status.ipv4),
-                family_status_name(status.ipv6),
-            );
-            if options.json {
-                println!("{{\"port\":{port},\"ipv4\":\"{ipv4}\",\"ipv6\":\"{ipv6}\"}}");
-            } else {
-                println!("ipv4 {ipv4}, ipv6 {ipv6}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(error) => component_error(options, &error),
-    })
-}
-
-/// Reserves a port, says which, and holds it for `hold_for` or, without it,
-/// until stdin closes; then releases it.
-fn reserve(
-    options: &Options,
-    ports: Option<&Candidates>,
-    strict: bool,
-    hold_for: Option<Duration>,
-) -> wasmtime::Result<ExitCode> {
-    let mut session = session(options)?;
-    let reservation = match session.reserve_port(ports, strict)? {
-        Ok(reservation) => reservation,
-        Err(error) => return Ok(component_error(options, &error)),
-    };
-    let port = match session.reservation_port(&reservation)? {
-        Ok(port) => port,
-        Err(error) => wasmtime::bail!("a fresh reservation has already ended ({error:?})"),
-    };
-    print_port(options, port)?;
-    match hold_for {
-        Some(duration) => thread::sleep(duration),
-        None => wait_for_stdin_to_close(),
-    }
-    if let Err(error) = session.release(&reservation)? {
-        wasmtime::bail!("the reservation ended before its release ({error:?})");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn wait_for_stdin_to_close() {
-    // Reading to the end is the whole wait; what arrives is of no interest,
-    // and a read error means stdin is gone just as well.
-    let (closed, wait) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-        let _ = closed.send(());
-    });
-    let _ = wait.recv();
-}
-
-/// Runs the composed echo server until the process is stopped.
-fn serve_echo(
-    options: &Options,
-    ports: Option<&Candidates>,
-    strict: bool,
-) -> wasmtime::Result<ExitCode> {
-    let mut server = match EchoServer::start(network(options), ports, strict)? {
-        Ok(server) => server,
-        Err(error) => return Ok(component_error(options, &error)),
-    };
-    print_port(options, server.port())?;
-    match server.serve(None)? {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(code) => wasmtime::bail!("the echo server stopped: {code}"),
-    }
-}
-
-/// The port on a line of its own (or as JSON), flushed at once: for
+/// The answer on a line of its own (or as JSON), flushed at once: for
 /// `reserve` and `serve-echo` a script reading it is waiting while this
 /// process keeps running.
-fn print_port(options: &Options, port: u16) -> io::Result<()> {
+fn print<T: Serialize + Display>(sandbox: &Sandbox, value: &T) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
-    if options.json {
-        writeln!(stdout, "{{\"port\":{port}}}")?;
+    if sandbox.json {
+        serde_json::to_writer(&mut stdout, value)?;
+        writeln!(stdout)?;
     } else {
-        writeln!(stdout, "{port}")?;
+        writeln!(stdout, "{value}")?;
     }
     stdout.flush()
 }
 
-fn network(options: &Options) -> NetworkPolicy {
-    if options.deny_network {
-        NetworkPolicy::Denied
-    } else {
-        NetworkPolicy::LoopbackTcp
+/// Reading to the end is the whole wait; what arrives is of no interest, and
+/// a read error means stdin is gone just as well.
+async fn stdin_closed() {
+    let _ =
+        tokio::task::spawn_blocking(|| io::copy(&mut io::stdin().lock(), &mut io::sink())).await;
+}
+
+fn network(sandbox: &Sandbox) -> NetworkPolicy {
+    match (sandbox.deny_network, sandbox.allow_ports) {
+        (true, _) => NetworkPolicy::denied(),
+        (false, Some(block)) => NetworkPolicy::loopback().confined_to(block),
+        (false, None) => NetworkPolicy::loopback(),
     }
 }
 
-fn session(options: &Options) -> wasmtime::Result<port_host::Session> {
-    let host = match &options.component {
-        Some(path) => PortHost::from_file(path, Limits::default())?,
-        None => PortHost::new()?,
+fn limits(sandbox: &Sandbox) -> Limits {
+    Limits {
+        call_timeout: sandbox.timeout,
+        ..Limits::default()
+    }
+}
+
+async fn session(run: &Run) -> wasmtime::Result<AsyncSession> {
+    let limits = limits(&run.sandbox);
+    let host = match &run.component {
+        Some(path) => PortHost::from_file(path, limits)?,
+        None => PortHost::embedded(limits)?,
     };
-    host.session(network(options), Stderr::Inherit)
+    host.async_session(network(&run.sandbox), Stderr::Inherit)
+        .await
 }
 
-fn component_error(options: &Options, error: &ErrorCode) -> ExitCode {
-    let message = describe(error);
-    if options.json {
-        println!(
-            "{{\"error\":\"{}\",\"message\":\"{}\"}}",
-            error_name(error),
-            json_escape(&message)
-        );
+fn component_error(sandbox: &Sandbox, error: &ErrorCode) -> ExitCode {
+    let failure = Failure::component(error);
+    fail(sandbox.json.then_some(&failure), &failure.error)
+}
+
+/// One `error: …` line on stderr (and the JSON object on stdout), exit 2.
+fn fail(json: Option<&Failure>, message: &str) -> ExitCode {
+    if let Some(failure) = json {
+        let _ = print_json(failure);
     }
-    fail(&message)
-}
-
-/// Errors from wasmtime can span lines (a trap's backtrace); the contract is
-/// one line.
-fn fail(message: &str) -> ExitCode {
-    let line: Vec<&str> = message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    eprintln!("error: {}", line.join(" "));
+    eprintln!("error: {message}");
     ExitCode::from(EXIT_ERROR)
 }
 
-fn json_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => escaped.push_str("\\\""),
-            '\\' => escaped.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => escaped.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => escaped.push(c),
-        }
-    }
-    escaped
+fn print_json(failure: &Failure) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    serde_json::to_writer(&mut stdout, failure)?;
+    writeln!(stdout)
 }

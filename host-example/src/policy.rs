@@ -1,52 +1,160 @@
-//! The network a guest gets: loopback TCP and nothing else, or nothing at all.
+//! The network a guest gets, as data: loopback TCP at most, narrowed per
+//! tenant. Any embedder applies it to its own `WasiCtxBuilder`.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Range;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 /// What a store's guest may do on the network.
+///
+/// Never more than TCP on 127.0.0.0/8 and ::1: no UDP, no name lookup, no
+/// other address, whatever the builder calls. [`NetworkPolicy::loopback`]
+/// grants bind, listen and accept, which is all the port component needs;
+/// `connect` and a [`PortBlock`] are chosen per tenant.
+///
+/// ```
+/// use port_host::{NetworkPolicy, PortBlock};
+///
+/// let block = PortBlock::new(20_000..20_100).unwrap();
+/// let tenant = NetworkPolicy::loopback().confined_to(block);
+/// let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+/// tenant.apply(&mut wasi);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetworkPolicy {
-    /// TCP on 127.0.0.0/8 and ::1 only: no UDP, no name lookup, no other address.
-    LoopbackTcp,
-    /// No sockets at all; every `wasi:sockets` call is refused with `access-denied`.
-    Denied,
+pub struct NetworkPolicy {
+    tcp: bool,
+    connect: bool,
+    block: Option<PortBlock>,
 }
 
-impl NetworkPolicy {
-    pub(crate) fn apply(self, wasi: &mut WasiCtxBuilder) {
-        // Stated even where they are wasmtime's defaults, so that the grant
-        // reads in full here and survives a change of defaults.
-        wasi.allow_udp(false).allow_ip_name_lookup(false);
-        match self {
-            NetworkPolicy::Denied => {
-                wasi.allow_tcp(false);
-            }
-            NetworkPolicy::LoopbackTcp => {
-                wasi.allow_tcp(true).socket_addr_check(|addr, use_| {
-                    Box::pin(std::future::ready(loopback_tcp(addr, use_)))
-                });
-            }
-        }
+/// A tenant's own ports, `start..end` (end exclusive, at most 65536), none of
+/// them 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortBlock {
+    start: u32,
+    end: u32,
+}
+
+/// Why a [`PortBlock`] could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadBlock(pub Range<u32>);
+
+impl fmt::Display for BadBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Range { start, end } = self.0;
+        write!(
+            f,
+            "the port block {start}..{end} holds no port (1 to 65535)"
+        )
     }
 }
 
-/// The address check behind [`NetworkPolicy::LoopbackTcp`].
-///
-/// The one non-loopback address admitted is the wildcard with port 0 for a
-/// bind: wasmtime-wasi asks exactly that before a `connect` on an unbound
-/// socket, for the ephemeral bind the OS is about to do. It is harmless: such a
-/// socket can only connect to loopback (checked next), and a `listen` on it is
-/// checked against the real wildcard address and refused.
-pub fn loopback_tcp(addr: SocketAddr, use_: SocketAddrUse) -> bool {
-    match use_ {
-        SocketAddrUse::TcpBind => {
-            addr.ip().is_loopback() || (addr.ip().is_unspecified() && addr.port() == 0)
+impl std::error::Error for BadBlock {}
+
+impl PortBlock {
+    /// `ports`, unless it holds no port from 1 to 65535.
+    pub fn new(ports: Range<u32>) -> Result<Self, BadBlock> {
+        // Port 0 asks the OS for any port, which is exactly what a block rules out.
+        let start = ports.start.max(1);
+        if start >= ports.end || ports.end > 1 << 16 {
+            return Err(BadBlock(ports));
         }
-        SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept | SocketAddrUse::TcpConnect => {
-            addr.ip().is_loopback()
+        Ok(PortBlock {
+            start,
+            end: ports.end,
+        })
+    }
+
+    /// Whether `port` lies in the block.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.start..self.end).contains(&u32::from(port))
+    }
+
+    /// The ports, as a range (end exclusive).
+    pub fn ports(&self) -> Range<u32> {
+        self.start..self.end
+    }
+}
+
+impl NetworkPolicy {
+    /// Bind, listen and accept on loopback TCP, any port; no `connect`.
+    pub const fn loopback() -> Self {
+        NetworkPolicy {
+            tcp: true,
+            connect: false,
+            block: None,
         }
-        SocketAddrUse::UdpBind | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => false,
+    }
+
+    /// No sockets at all; every `wasi:sockets` call is refused with `access-denied`.
+    pub const fn denied() -> Self {
+        NetworkPolicy {
+            tcp: false,
+            connect: false,
+            block: None,
+        }
+    }
+
+    /// Also lets the guest connect to loopback listeners (to ports in its
+    /// block, when it has one). Our component never connects; a guest that
+    /// may can reach every local service the block admits.
+    pub const fn with_connect(mut self) -> Self {
+        self.connect = true;
+        self
+    }
+
+    /// Refuses every bind, listen and connect outside `block`, the port-0
+    /// bind (the OS's choice would escape the block) included.
+    pub const fn confined_to(mut self, block: PortBlock) -> Self {
+        self.block = Some(block);
+        self
+    }
+
+    /// The block the guest is confined to, if any.
+    pub fn block(&self) -> Option<PortBlock> {
+        self.block
+    }
+
+    /// Whether the guest may use `addr` for `use_`: the check wasmtime-wasi
+    /// makes before each socket operation.
+    pub fn permits(&self, addr: SocketAddr, use_: SocketAddrUse) -> bool {
+        let in_block = |port: u16| self.block.is_none_or(|block| block.contains(port));
+        let loopback = addr.ip().is_loopback();
+        match use_ {
+            SocketAddrUse::TcpBind => {
+                let port_ok = in_block(addr.port());
+                // wasmtime-wasi asks for exactly this before a connect on an
+                // unbound socket: the OS's ephemeral bind. Such a socket can
+                // only connect to loopback (checked next) and a listen on it
+                // is checked against the wildcard address and refused.
+                let implicit_for_connect =
+                    self.connect && self.block.is_none() && addr.ip().is_unspecified();
+                self.tcp && ((loopback && port_ok) || (implicit_for_connect && addr.port() == 0))
+            }
+            SocketAddrUse::TcpListen => self.tcp && loopback && in_block(addr.port()),
+            // The peer's port is its own ephemeral one, not the tenant's.
+            SocketAddrUse::TcpAccept => self.tcp && loopback,
+            SocketAddrUse::TcpConnect => {
+                self.tcp && self.connect && loopback && in_block(addr.port())
+            }
+            SocketAddrUse::UdpBind | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => false,
+        }
+    }
+
+    /// Grants this policy to the guest of `wasi`, replacing any earlier
+    /// network grant on it.
+    pub fn apply(&self, wasi: &mut WasiCtxBuilder) {
+        // Stated even where they are wasmtime's defaults, so that the grant
+        // reads in full here and survives a change of defaults.
+        wasi.allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .allow_tcp(self.tcp);
+        let policy = *self;
+        wasi.socket_addr_check(move |addr, use_| {
+            Box::pin(std::future::ready(policy.permits(addr, use_)))
+        });
     }
 }
 
@@ -66,13 +174,23 @@ mod tests {
         SocketAddrUse::UdpSend,
         SocketAddrUse::UdpReceive,
     ];
+    const SERVING: [SocketAddrUse; 3] = [
+        SocketAddrUse::TcpBind,
+        SocketAddrUse::TcpListen,
+        SocketAddrUse::TcpAccept,
+    ];
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 
+    fn block(ports: Range<u32>) -> PortBlock {
+        PortBlock::new(ports).unwrap()
+    }
+
     #[test]
-    fn loopback_tcp_is_admitted_for_every_use() {
+    fn loopback_grants_bind_listen_and_accept_but_not_connect() {
+        let policy = NetworkPolicy::loopback();
         for a in [
             "127.0.0.1:8000",
             "127.0.0.1:0",
@@ -80,23 +198,38 @@ mod tests {
             "[::1]:8000",
             "[::1]:0",
         ] {
-            for use_ in TCP {
-                assert!(loopback_tcp(addr(a), use_), "{a} {use_:?}");
+            for use_ in SERVING {
+                assert!(policy.permits(addr(a), use_), "{a} {use_:?}");
             }
+            assert!(!policy.permits(addr(a), SocketAddrUse::TcpConnect), "{a}");
         }
     }
 
     #[test]
+    fn connect_is_granted_only_when_asked_for() {
+        let policy = NetworkPolicy::loopback().with_connect();
+        assert!(policy.permits(addr("127.0.0.1:5432"), SocketAddrUse::TcpConnect));
+        assert!(policy.permits(addr("[::1]:5432"), SocketAddrUse::TcpConnect));
+        assert!(!policy.permits(addr("10.0.0.1:5432"), SocketAddrUse::TcpConnect));
+    }
+
+    #[test]
     fn non_loopback_tcp_is_refused_for_every_use() {
-        for a in [
-            "192.168.1.10:8000",
-            "10.0.0.1:0",
-            "8.8.8.8:53",
-            "[2001:db8::1]:80",
-            "[fe80::1]:0",
-        ] {
-            for use_ in TCP {
-                assert!(!loopback_tcp(addr(a), use_), "{a} {use_:?}");
+        let policies = [
+            NetworkPolicy::loopback(),
+            NetworkPolicy::loopback().with_connect(),
+        ];
+        for policy in policies {
+            for a in [
+                "192.168.1.10:8000",
+                "10.0.0.1:0",
+                "8.8.8.8:53",
+                "[2001:db8::1]:80",
+                "[fe80::1]:0",
+            ] {
+                for use_ in TCP {
+                    assert!(!policy.permits(addr(a), use_), "{a} {use_:?}");
+                }
             }
         }
     }
@@ -107,38 +240,89 @@ mod tests {
         // loopback socket this guest could have; refuse rather than reason.
         let mapped = SocketAddr::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), 8000);
         for use_ in TCP {
-            assert!(!loopback_tcp(mapped, use_), "{use_:?}");
+            assert!(
+                !NetworkPolicy::loopback()
+                    .with_connect()
+                    .permits(mapped, use_),
+                "{use_:?}"
+            );
         }
     }
 
     #[test]
-    fn wildcard_is_admitted_only_for_an_ephemeral_bind() {
+    fn wildcard_is_admitted_only_for_a_connects_ephemeral_bind() {
+        let connecting = NetworkPolicy::loopback().with_connect();
         for ip in [Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()] {
-            assert!(loopback_tcp(SocketAddr::new(ip, 0), SocketAddrUse::TcpBind));
-            assert!(!loopback_tcp(
-                SocketAddr::new(ip, 8000),
-                SocketAddrUse::TcpBind
-            ));
+            let any = SocketAddr::new(ip, 0);
+            assert!(connecting.permits(any, SocketAddrUse::TcpBind));
+            assert!(!NetworkPolicy::loopback().permits(any, SocketAddrUse::TcpBind));
+            assert!(!connecting.permits(SocketAddr::new(ip, 8000), SocketAddrUse::TcpBind));
             for use_ in [
                 SocketAddrUse::TcpListen,
                 SocketAddrUse::TcpAccept,
                 SocketAddrUse::TcpConnect,
             ] {
-                assert!(!loopback_tcp(SocketAddr::new(ip, 0), use_), "{ip} {use_:?}");
-                assert!(
-                    !loopback_tcp(SocketAddr::new(ip, 8000), use_),
-                    "{ip} {use_:?}"
-                );
+                assert!(!connecting.permits(any, use_), "{ip} {use_:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_block_refuses_every_port_outside_it_and_port_zero() {
+        let policy = NetworkPolicy::loopback()
+            .with_connect()
+            .confined_to(block(20_000..20_100));
+        for inside in ["127.0.0.1:20000", "127.0.0.1:20099", "[::1]:20050"] {
+            for use_ in TCP {
+                assert!(policy.permits(addr(inside), use_), "{inside} {use_:?}");
+            }
+        }
+        for outside in [
+            "127.0.0.1:19999",
+            "127.0.0.1:20100",
+            "127.0.0.1:0",
+            "[::1]:0",
+            "0.0.0.0:0",
+        ] {
+            for use_ in [
+                SocketAddrUse::TcpBind,
+                SocketAddrUse::TcpListen,
+                SocketAddrUse::TcpConnect,
+            ] {
+                assert!(!policy.permits(addr(outside), use_), "{outside} {use_:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn denied_refuses_everything() {
+        for a in ["127.0.0.1:8000", "[::1]:0", "0.0.0.0:0"] {
+            for use_ in TCP.into_iter().chain(UDP) {
+                assert!(!NetworkPolicy::denied().permits(addr(a), use_), "{a}");
             }
         }
     }
 
     #[test]
     fn udp_is_refused_even_on_loopback() {
+        let policy = NetworkPolicy::loopback().with_connect();
         for a in ["127.0.0.1:5353", "[::1]:0", "0.0.0.0:0"] {
             for use_ in UDP {
-                assert!(!loopback_tcp(addr(a), use_), "{a} {use_:?}");
+                assert!(!policy.permits(addr(a), use_), "{a} {use_:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_block_without_a_usable_port_is_refused() {
+        assert!(PortBlock::new(20_000..20_000).is_err());
+        assert!(PortBlock::new(0..1).is_err());
+        assert!(PortBlock::new(60_000..65_537).is_err());
+        assert_eq!(PortBlock::new(0..3).unwrap().ports(), 1..3);
+        assert!(PortBlock::new(65_535..65_536).unwrap().contains(65_535));
+        assert_eq!(
+            PortBlock::new(9..9).unwrap_err().to_string(),
+            "the port block 9..9 holds no port (1 to 65535)"
+        );
     }
 }

@@ -1,19 +1,25 @@
-//! Every check opens sockets in the host; none may outlive its call. This file
-//! holds one test so that no other test's sockets move the count.
+//! No call may leave a descriptor behind, and no tenant may take more than
+//! its quota of them. These tests count the process's open descriptors, so
+//! they live in a binary of their own and take turns.
 
 mod common;
 
-use common::{free_port, listen, session};
-use port_host::{Candidates, PortRange};
+use common::{block, free_block, free_port, listen, open_descriptors, session};
+use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, Stderr};
+use std::sync::Mutex;
 
-fn open_descriptors() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("Linux exposes /proc/self/fd")
-        .count()
+/// Held by each test, so that no other test's sockets move the count.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[test]
 fn ten_thousand_calls_leave_the_descriptor_count_unchanged() {
+    let _turn = one_at_a_time();
     let mut session = session();
     let free = free_port();
     let held = listen(0);
@@ -41,5 +47,79 @@ fn ten_thousand_calls_leave_the_descriptor_count_unchanged() {
             _ => assert!(session.get_free_port(None, false).unwrap().is_ok()),
         }
     }
+    assert_eq!(open_descriptors(), before);
+}
+
+#[test]
+fn ten_thousand_reserve_and_release_cycles_leave_the_descriptor_count_unchanged() {
+    let _turn = one_at_a_time();
+    let start = free_block(4);
+    let ports = block(start, 4);
+    let mut session = session();
+    // One cycle first, so that lazily opened host state is counted in `before`.
+    let warm = session.reserve_port(Some(&ports), true).unwrap().unwrap();
+    session.release(&warm).unwrap().unwrap();
+    session.drop_reservation(warm).unwrap();
+
+    let before = open_descriptors();
+    for i in 0..10_000 {
+        let reservation = session.reserve_port(Some(&ports), true).unwrap().unwrap();
+        // Every way a reservation ends: released, dropped, socket taken and closed.
+        match i % 3 {
+            0 => {
+                session.release(&reservation).unwrap().unwrap();
+                session.drop_reservation(reservation).unwrap();
+            }
+            1 => session.drop_reservation(reservation).unwrap(),
+            _ => {
+                let socket = session.take_socket(&reservation).unwrap().unwrap();
+                session.close_socket(socket).unwrap();
+                session.drop_reservation(reservation).unwrap();
+            }
+        }
+    }
+    assert_eq!(open_descriptors(), before);
+}
+
+#[test]
+fn a_hostile_tenant_stops_at_its_quota_and_gives_every_descriptor_back() {
+    let _turn = one_at_a_time();
+    let wasm = std::fs::read(test_guests::ESCAPE_GUEST).unwrap();
+    let limits = Limits {
+        resources: 500,
+        ..Limits::default()
+    };
+    let hostile_host = PortHost::from_bytes(&wasm, limits).unwrap();
+    let mut neighbour = session();
+    let port = free_port();
+    assert_eq!(neighbour.is_free_port(port).unwrap(), Ok(true));
+
+    // The host's own descriptors (its memory image, made at the first
+    // instantiation) are the host's, not the tenant's: count from after them.
+    drop(hostile_host.session(NetworkPolicy::loopback(), Stderr::Capture));
+    let before = open_descriptors();
+    let mut hostile = hostile_host
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
+        .unwrap();
+    // is-free-port(2): open sockets, never close one, until refused.
+    let error = hostile.is_free_port(2).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "the component went over its quota of 500 live sockets, streams and pollables \
+         and was stopped"
+    );
+    let during = open_descriptors();
+    assert!(
+        during - before <= 500,
+        "the tenant holds {} descriptors",
+        during - before
+    );
+    // Meanwhile the host and other tenants carry on.
+    assert_eq!(neighbour.is_free_port(port).unwrap(), Ok(true));
+    let file = std::fs::File::open(env!("CARGO_MANIFEST_DIR"));
+    assert!(file.is_ok(), "the host cannot open a file: {file:?}");
+    drop(file);
+
+    drop(hostile);
     assert_eq!(open_descriptors(), before);
 }

@@ -1,21 +1,29 @@
 //! Shared by the integration tests: one compiled component per test binary,
-//! ports the OS vouches for, and the kinds of socket that hold a port.
+//! ports the OS vouches for, the kinds of socket that hold a port, and the
+//! process's descriptors.
 #![allow(dead_code)] // each test binary uses its own share of these helpers
 
-use port_host::{Candidates, NetworkPolicy, PortHost, PortRange, Session, Stderr};
+use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, Session, Stderr};
 use socket2::{Domain, Socket, Type};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::ops::Range;
 use std::sync::{Mutex, OnceLock};
 
+/// One host for the binary, with room for every test's sessions at once.
 pub fn host() -> &'static PortHost {
     static HOST: OnceLock<PortHost> = OnceLock::new();
-    HOST.get_or_init(|| PortHost::new().expect("the embedded component loads"))
+    HOST.get_or_init(|| {
+        let limits = Limits {
+            sessions: 10_000,
+            ..Limits::default()
+        };
+        PortHost::embedded(limits).expect("the embedded component loads")
+    })
 }
 
 pub fn session() -> Session {
     host()
-        .session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
         .expect("a session starts")
 }
 
@@ -135,4 +143,79 @@ pub fn hold(holder: Holder, port: u16) -> Socket {
 /// A listener on 127.0.0.1:`port`, as most test servers are.
 pub fn listen(port: u16) -> TcpListener {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap()
+}
+
+/// A multi-thread tokio runtime, as most embedders run.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The descriptors this process has open now.
+pub fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("Linux exposes /proc/self/fd")
+        .count()
+}
+
+/// Raises this process's soft open-file limit to at least `needed`, within
+/// the hard limit; panics (naming both) when the hard limit is lower.
+pub fn allow_open_files(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        assert!(
+            limit.rlim_max >= needed,
+            "this test needs {needed} open files; the hard limit is {}",
+            limit.rlim_max
+        );
+        if limit.rlim_cur < needed {
+            limit.rlim_cur = needed;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+}
+
+/// Says that (part of) a test could not run on this machine. The harness
+/// hides a passing test's output, so the line also goes to a file that
+/// `.ci/run` counts and prints.
+pub fn skipped(what: &str) {
+    use std::io::Write;
+    println!("skipped: {what}");
+    let log = concat!(env!("CARGO_TARGET_TMPDIR"), "/skipped.txt");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("the target's tmp folder is writable");
+    writeln!(file, "skipped: {what}").expect("the target's tmp folder is writable");
+}
+
+/// `command` with its soft open-file limit set to `files` in the child.
+pub fn with_open_file_limit(
+    command: &mut std::process::Command,
+    files: u64,
+) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: files,
+        rlim_max: files,
+    };
+    // SAFETY: setrlimit is async-signal-safe and touches only this child.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    }
 }

@@ -2,33 +2,32 @@
 //! (`tests/escape-guest`) tries each way out under the same policy the
 //! component gets; `--deny-network` takes even loopback away.
 
-mod common;
-
-use common::{free_port, ipv6_loopback, listen, session};
-use port_host::{Candidates, ErrorCode, Limits, NetworkPolicy, PortRange, State, Stderr};
+use crate::common::{free_port, ipv6_loopback, listen, session};
+use port_host::{Calls, Candidates, ErrorCode, Limits, NetworkPolicy, PortRange, State, Stderr};
 use wasmtime::Store;
 use wasmtime::component::{Component, Instance};
 
-struct Escape {
-    store: Store<State>,
-    instance: Instance,
+pub struct Escape {
+    pub store: Store<State>,
+    pub instance: Instance,
 }
 
 impl Escape {
-    fn new(network: NetworkPolicy) -> Self {
+    pub fn new(network: NetworkPolicy) -> Self {
         Self::with_limits(network, Limits::default())
     }
 
-    fn with_limits(network: NetworkPolicy, limits: Limits) -> Self {
+    pub fn with_limits(network: NetworkPolicy, limits: Limits) -> Self {
         let engine = port_host::engine(&limits).unwrap();
-        let component = Component::from_file(&engine, env!("ESCAPE_GUEST_WASM")).unwrap();
-        let linker = port_host::linker(&engine).unwrap();
-        let (mut store, _) = port_host::sandboxed_store(&engine, network, Stderr::Inherit, limits);
+        let component = Component::from_file(&engine, test_guests::ESCAPE_GUEST).unwrap();
+        let linker = port_host::sync_linker(&engine).unwrap();
+        let (mut store, _) =
+            port_host::sandboxed_store(&engine, network, Stderr::Inherit, limits, Calls::Sync);
         let instance = linker.instantiate(&mut store, &component).unwrap();
         Escape { store, instance }
     }
 
-    fn call<P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower>(
+    pub fn call<P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower>(
         &mut self,
         name: &str,
         params: P,
@@ -40,13 +39,13 @@ impl Escape {
         func.call(&mut self.store, params).unwrap().0
     }
 
-    fn bind_tcp(&mut self, ip: &str, port: u16) -> String {
+    pub fn bind_tcp(&mut self, ip: &str, port: u16) -> String {
         self.call("bind-tcp", (ip, port))
     }
     fn listen_tcp(&mut self, ip: Option<&str>) -> String {
         self.call("listen-tcp", (ip,))
     }
-    fn connect_tcp(&mut self, ip: &str, port: u16) -> String {
+    pub fn connect_tcp(&mut self, ip: &str, port: u16) -> String {
         self.call("connect-tcp", (ip, port))
     }
     fn bind_udp(&mut self, ip: &str, port: u16) -> String {
@@ -58,26 +57,44 @@ impl Escape {
 }
 
 #[test]
-fn loopback_tcp_is_granted() {
+fn loopback_bind_and_listen_are_granted() {
     // The control: without it, every refusal below could be a broken guest.
-    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    let mut guest = Escape::new(NetworkPolicy::loopback());
     assert_eq!(guest.bind_tcp("127.0.0.1", free_port()), "ok");
     assert_eq!(guest.bind_tcp("127.0.0.1", 0), "ok");
     assert_eq!(guest.listen_tcp(Some("127.0.0.1")), "ok");
-    let server = listen(0);
-    assert_eq!(
-        guest.connect_tcp("127.0.0.1", server.local_addr().unwrap().port()),
-        "ok"
-    );
     if ipv6_loopback() {
         assert_eq!(guest.bind_tcp("::1", free_port()), "ok");
         assert_eq!(guest.listen_tcp(Some("::1")), "ok");
+    } else {
+        crate::common::skipped(
+            "the [::1] half of loopback_bind_and_listen_are_granted: no IPv6 loopback",
+        );
     }
 }
 
 #[test]
+fn the_default_policy_refuses_connect_to_a_loopback_listener() {
+    let server = listen(0);
+    let port = server.local_addr().unwrap().port();
+    let mut guest = Escape::new(NetworkPolicy::loopback());
+    assert_eq!(
+        guest.connect_tcp("127.0.0.1", port),
+        "connect: access-denied"
+    );
+}
+
+#[test]
+fn connect_to_a_loopback_listener_is_allowed_when_granted() {
+    let server = listen(0);
+    let port = server.local_addr().unwrap().port();
+    let mut guest = Escape::new(NetworkPolicy::loopback().with_connect());
+    assert_eq!(guest.connect_tcp("127.0.0.1", port), "ok");
+}
+
+#[test]
 fn bind_on_a_wildcard_address_is_refused() {
-    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    let mut guest = Escape::new(NetworkPolicy::loopback());
     let port = free_port();
     assert_eq!(guest.bind_tcp("0.0.0.0", port), "bind: access-denied");
     assert_eq!(guest.bind_tcp("::", port), "bind: access-denied");
@@ -85,19 +102,25 @@ fn bind_on_a_wildcard_address_is_refused() {
 
 #[test]
 fn listen_on_a_wildcard_socket_is_refused() {
-    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    let mut guest = Escape::new(NetworkPolicy::loopback());
     // Unbound: WASI 0.2 refuses outright (the policy's answer to the
     // implicit wildcard bind and listen would also be no; see policy.rs).
     assert_eq!(guest.listen_tcp(None), "listen: invalid-state");
-    // Bound to the wildcard with port 0 (admitted for a connect's implicit
-    // bind): the listen is checked against the real address and refused.
-    assert_eq!(guest.listen_tcp(Some("0.0.0.0")), "listen: access-denied");
-    assert_eq!(guest.listen_tcp(Some("::")), "listen: access-denied");
+    // Without connect, even the wildcard with port 0 is refused at the bind.
+    assert_eq!(guest.listen_tcp(Some("0.0.0.0")), "bind: access-denied");
+    // With connect, that bind is admitted (it is a connect's implicit one),
+    // and the listen is checked against the real address and refused.
+    let mut connecting = Escape::new(NetworkPolicy::loopback().with_connect());
+    assert_eq!(
+        connecting.listen_tcp(Some("0.0.0.0")),
+        "listen: access-denied"
+    );
+    assert_eq!(connecting.listen_tcp(Some("::")), "listen: access-denied");
 }
 
 #[test]
 fn bind_on_a_non_loopback_address_is_refused() {
-    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    let mut guest = Escape::new(NetworkPolicy::loopback());
     // Refused by the policy before any syscall, so no address need exist here.
     assert_eq!(guest.bind_tcp("192.0.2.1", 0), "bind: access-denied");
     assert_eq!(guest.bind_tcp("2001:db8::1", 0), "bind: access-denied");
@@ -105,7 +128,7 @@ fn bind_on_a_non_loopback_address_is_refused() {
 
 #[test]
 fn connect_to_a_non_loopback_address_is_refused() {
-    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    let mut guest = Escape::new(NetworkPolicy::loopback().with_connect());
     // The policy refuses before any packet is sent; 100::/64 is the IPv6
     // discard prefix, so even a broken policy would reach nothing.
     assert_eq!(guest.connect_tcp("100::1", 9), "connect: access-denied");
@@ -113,13 +136,13 @@ fn connect_to_a_non_loopback_address_is_refused() {
 
 #[test]
 fn udp_is_refused_even_on_loopback() {
-    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    let mut guest = Escape::new(NetworkPolicy::loopback());
     assert_eq!(guest.bind_udp("127.0.0.1", 0), "create: access-denied");
 }
 
 #[test]
 fn name_lookup_is_refused() {
-    let mut guest = Escape::new(NetworkPolicy::LoopbackTcp);
+    let mut guest = Escape::new(NetworkPolicy::loopback());
     // wasmtime-wasi's word for a lookup the host does not allow; "localhost"
     // itself resolves from /etc/hosts wherever lookups are allowed.
     assert_eq!(
@@ -130,7 +153,7 @@ fn name_lookup_is_refused() {
 
 #[test]
 fn denied_network_refuses_even_loopback() {
-    let mut guest = Escape::new(NetworkPolicy::Denied);
+    let mut guest = Escape::new(NetworkPolicy::denied());
     assert_eq!(guest.bind_tcp("127.0.0.1", 0), "create: access-denied");
     assert_eq!(
         guest.connect_tcp("127.0.0.1", free_port()),
@@ -140,8 +163,8 @@ fn denied_network_refuses_even_loopback() {
 
 #[test]
 fn denied_network_makes_both_functions_access_denied() {
-    let mut session = common::host()
-        .session(NetworkPolicy::Denied, Stderr::Capture)
+    let mut session = crate::common::host()
+        .session(NetworkPolicy::denied(), Stderr::Capture)
         .unwrap();
     let port = free_port();
     assert_eq!(
@@ -166,8 +189,8 @@ fn denied_network_makes_both_functions_access_denied() {
 #[test]
 fn a_session_after_a_denied_one_is_unaffected() {
     let port = free_port();
-    let mut denied = common::host()
-        .session(NetworkPolicy::Denied, Stderr::Capture)
+    let mut denied = crate::common::host()
+        .session(NetworkPolicy::denied(), Stderr::Capture)
         .unwrap();
     assert_eq!(
         denied.is_free_port(port).unwrap(),
@@ -182,7 +205,7 @@ fn runaway_guest_is_stopped_by_the_call_deadline() {
         call_timeout: std::time::Duration::from_millis(200),
         ..Limits::default()
     };
-    let mut guest = Escape::with_limits(NetworkPolicy::LoopbackTcp, limits);
+    let mut guest = Escape::with_limits(NetworkPolicy::loopback(), limits);
     let spin = guest
         .instance
         .get_typed_func::<(), ()>(&mut guest.store, "spin")
@@ -201,7 +224,7 @@ fn memory_hungry_guest_is_stopped_by_the_memory_limit() {
         memory_bytes: 16 << 20,
         ..Limits::default()
     };
-    let mut guest = Escape::with_limits(NetworkPolicy::LoopbackTcp, limits);
+    let mut guest = Escape::with_limits(NetworkPolicy::loopback(), limits);
     let hoard = guest
         .instance
         .get_typed_func::<(u32,), (u32,)>(&mut guest.store, "hoard")

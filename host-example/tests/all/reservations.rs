@@ -1,9 +1,7 @@
 //! `reserve-port`, the `reservation` resource and `probe-port` through
 //! wasmtime: what a reservation holds, what ends it, and what misuse returns.
 
-mod common;
-
-use common::{
+use crate::common::{
     Holder, block, free_block, hold, host, ipv6_loopback, listen, natively_free, session,
 };
 use port_host::{
@@ -64,7 +62,7 @@ fn a_reservation_makes_every_later_bind_of_its_port_fail() {
 
 fn session_of_another_caller() -> Session {
     host()
-        .session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
         .unwrap()
 }
 
@@ -205,7 +203,7 @@ fn probe_port_reports_each_family_on_its_own() {
         Err(ErrorCode::InvalidArgument(_))
     ));
     let mut denied = host()
-        .session(NetworkPolicy::Denied, Stderr::Capture)
+        .session(NetworkPolicy::denied(), Stderr::Capture)
         .unwrap();
     assert_eq!(
         denied.probe_port(port).unwrap(),
@@ -216,7 +214,7 @@ fn probe_port_reports_each_family_on_its_own() {
 #[test]
 fn a_host_without_network_gets_no_reservation() {
     let mut denied = host()
-        .session(NetworkPolicy::Denied, Stderr::Capture)
+        .session(NetworkPolicy::denied(), Stderr::Capture)
         .unwrap();
     let ports = block(free_block(1), 1);
     assert_eq!(

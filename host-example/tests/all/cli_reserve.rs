@@ -2,9 +2,7 @@
 //! and the proof across processes that a reservation cannot be handed out
 //! twice.
 
-mod common;
-
-use common::{block, free_block, natively_free};
+use crate::common::{block, free_block, natively_free};
 use port_host::{NetworkPolicy, Stderr};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpStream};
@@ -125,8 +123,8 @@ fn reserve_hold_for_releases_after_the_time_even_with_stdin_open() {
 fn another_process_never_gets_a_reserved_port() {
     let start = free_block(6);
     let session = |_| {
-        common::host()
-            .session(NetworkPolicy::LoopbackTcp, Stderr::Capture)
+        crate::common::host()
+            .session(NetworkPolicy::loopback(), Stderr::Capture)
             .unwrap()
     };
     let mut holder = session(());
@@ -189,7 +187,7 @@ fn serve_echo_without_network_is_a_one_line_error() {
 fn probe_port_prints_both_families() {
     let port = free_block(1);
     let output = port_host(&["probe-port", &port.to_string(), "--json"]);
-    let v6 = if common::ipv6_loopback() {
+    let v6 = if crate::common::ipv6_loopback() {
         "free"
     } else {
         "unsupported"
@@ -222,7 +220,10 @@ fn a_host_without_ipv6_loopback_sees_unsupported_and_free() {
     match unshare("true", &[]) {
         Ok(output) if output.status.success() => {}
         other => {
-            eprintln!("skipped: no unprivileged network namespace here ({other:?})");
+            crate::common::skipped(&format!(
+                "a_host_without_ipv6_loopback_sees_unsupported_and_free: no unprivileged \
+                 network namespace here ({other:?})"
+            ));
             return;
         }
     }

@@ -1,12 +1,10 @@
 //! `is-free-port` through wasmtime against sockets the test holds.
 
-mod common;
-
-use common::{Holder, free_port, hold, ipv6_loopback, session};
+use crate::common::{Holder, free_port, hold, ipv6_loopback, session, skipped};
 use port_host::ErrorCode;
 use socket2::{Domain, Socket, Type};
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 fn reads_busy_while_held(holder: Holder) {
@@ -48,20 +46,20 @@ fn listener_on_ipv4_wildcard_is_busy() {
 
 #[test]
 fn listener_on_ipv6_dual_stack_wildcard_is_busy() {
-    if !ipv6_loopback() {
-        eprintln!("no IPv6 on this machine: a dual-stack listener cannot exist here");
-        return;
+    if ipv6_loopback() {
+        reads_busy_while_held(Holder::Ipv6Wildcard);
+    } else {
+        skipped("listener_on_ipv6_dual_stack_wildcard_is_busy: no IPv6 here");
     }
-    reads_busy_while_held(Holder::Ipv6Wildcard);
 }
 
 #[test]
 fn listener_on_ipv6_loopback_only_is_busy() {
-    if !ipv6_loopback() {
-        eprintln!("no IPv6 loopback on this machine: a ::1 listener cannot exist here");
-        return;
+    if ipv6_loopback() {
+        reads_busy_while_held(Holder::Ipv6LoopbackOnly);
+    } else {
+        skipped("listener_on_ipv6_loopback_only_is_busy: no IPv6 loopback here");
     }
-    reads_busy_while_held(Holder::Ipv6LoopbackOnly);
 }
 
 #[test]
@@ -127,9 +125,24 @@ fn closing_the_check_leaves_the_port_usable_at_once() {
     for _ in 0..50 {
         assert_eq!(session.is_free_port(port).unwrap(), Ok(true));
     }
-    // No TIME_WAIT or lingering bind: a server can take the port right away.
-    hold(Holder::Ipv4Loopback, port);
+    // No TIME_WAIT or lingering bind: a server that does not set
+    // SO_REUSEADDR (which would forgive both) can listen on the port right away.
+    let strict_listener = |addr: SocketAddr| {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+        socket.set_reuse_address(false).unwrap();
+        if addr.is_ipv6() {
+            socket.set_only_v6(true).unwrap();
+        }
+        socket.bind(&addr.into()).unwrap();
+        socket.listen(1).unwrap();
+        socket
+    };
+    let _v4 = strict_listener((Ipv4Addr::LOCALHOST, port).into());
     if ipv6_loopback() {
-        hold(Holder::Ipv6LoopbackOnly, port);
+        let _v6 = strict_listener((Ipv6Addr::LOCALHOST, port).into());
+    } else {
+        skipped(
+            "the [::1] half of closing_the_check_leaves_the_port_usable_at_once: no IPv6 loopback",
+        );
     }
 }

@@ -1,9 +1,7 @@
 //! The `port-host` binary's contract: what it prints, how it exits, and that
 //! bad input is one line on stderr and exit 2, never a panic.
 
-mod common;
-
-use common::{free_block, free_port, listen, natively_free};
+use crate::common::{free_block, free_port, listen, natively_free};
 use std::process::{Command, Output};
 
 const EXIT_FREE: i32 = 0;
@@ -111,7 +109,7 @@ fn strict_with_nothing_free_names_the_candidates_and_exits_2() {
     assert_eq!(output.status.code(), Some(EXIT_ERROR));
     assert_eq!(
         stdout(&output),
-        format!("{{\"error\":\"no-free-port\",\"message\":\"{expected}\"}}\n")
+        format!("{{\"error\":\"{expected}\",\"code\":\"no-free-port\"}}\n")
     );
 }
 
@@ -156,10 +154,14 @@ fn deny_network_reports_access_denied_for_both_commands() {
         assert_eq!(stdout(&output), "", "{args:?}");
     }
     let output = port_host(&["is-free-port", &port, "--deny-network", "--json"]);
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["code"], "access-denied");
     assert!(
-        stdout(&output).starts_with("{\"error\":\"access-denied\""),
-        "{}",
-        stdout(&output)
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("access denied"),
+        "{answer}"
     );
 }
 
@@ -176,6 +178,12 @@ fn bad_input_is_one_line_and_exit_2() {
         (&["get-free-port", "8000..9000:abc"], "'abc'"),
         (&["open-port", "8000"], "unknown command 'open-port'"),
         (&["get-free-port", "--fast"], "unknown option '--fast'"),
+        (
+            &["is-free-port", "8000", "--no-strict"],
+            "unknown option '--no-strict'",
+        ),
+        (&["reserve", "--hold-for=soon"], "'soon'"),
+        (&["get-free-port", "--allow-ports", "9..5"], "holds no port"),
         (&[], "a command is needed"),
     ] {
         let output = port_host(args);
@@ -225,24 +233,112 @@ fn unusable_component_files_are_one_line_errors() {
         "not a valid component",
     );
     // A real component that lacks our export.
-    assert_one_line_error(
-        &port_host(&[
-            "is-free-port",
-            "8000",
-            "--component",
-            env!("ESCAPE_GUEST_WASM"),
-        ]),
-        "hbutils:network/port",
+    let empty = std::env::temp_dir().join(format!("port-host-empty-{}.wat", std::process::id()));
+    std::fs::write(&empty, "(component)").unwrap();
+    let output = port_host(&[
+        "is-free-port",
+        "8000",
+        "--component",
+        empty.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&empty).unwrap();
+    assert_one_line_error(&output, "hbutils:network/port");
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let output = port_host(&["--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    for command in [
+        "is-free-port",
+        "get-free-port",
+        "probe-port",
+        "reserve",
+        "serve-echo",
+        "completions",
+    ] {
+        assert!(text.contains(command), "{command} missing from: {text}");
+    }
+    let output = port_host(&["get-free-port", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("--allow-ports <START..END>"));
+    let output = port_host(&["--version"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        stdout(&output),
+        format!("port-host {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
 
 #[test]
-fn help_exits_0_and_describes_both_commands() {
-    let output = port_host(&["--help"]);
-    assert_eq!(output.status.code(), Some(0));
-    let text = stdout(&output);
-    assert!(
-        text.contains("is-free-port PORT") && text.contains("get-free-port [PORTS]"),
-        "{text}"
+fn completions_are_printed_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef port-host"),
+        ("fish", "complete -c port-host"),
+    ] {
+        let output = port_host(&["completions", shell]);
+        assert_eq!(output.status.code(), Some(0), "{shell}");
+        assert!(stdout(&output).contains(marker), "{shell}");
+    }
+}
+
+#[test]
+fn allow_ports_answers_inside_the_block_and_refuses_outside_it() {
+    let start = free_block(4);
+    let allowed = format!("--allow-ports={start}..{}", start + 2);
+    let inside = port_host(&[
+        "get-free-port",
+        &format!("{start}..{}", start + 2),
+        &allowed,
+    ]);
+    assert_eq!(
+        (inside.status.code(), stdout(&inside)),
+        (Some(0), format!("{start}\n"))
     );
+    let outside = (start + 2).to_string();
+    assert!(natively_free(start + 2));
+    let refused = port_host(&["is-free-port", &outside, &allowed]);
+    assert_one_line_error(&refused, "access denied");
+    let fallback = port_host(&["get-free-port", "--no-strict", &allowed]);
+    assert_one_line_error(&fallback, "access denied");
+}
+
+#[test]
+fn a_component_blocked_in_a_host_call_is_stopped_at_the_timeout() {
+    // The escape guest's is-free-port(1) waits in accept for ever.
+    let started = std::time::Instant::now();
+    let output = port_host(&[
+        "is-free-port",
+        "1",
+        "--component",
+        test_guests::ESCAPE_GUEST,
+        "--timeout",
+        "2",
+    ]);
+    let took = started.elapsed();
+    assert_one_line_error(
+        &output,
+        "the component ran past its 2 s deadline and was stopped",
+    );
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn a_component_hoarding_sockets_stops_at_its_quota_not_the_process_limit() {
+    // The escape guest's is-free-port(2) opens sockets until refused. With
+    // the open-file limit above the quota, a missing quota would show as
+    // EMFILE (new-socket-limit) instead of the quota's message.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_port-host"));
+    command.args([
+        "is-free-port",
+        "2",
+        "--component",
+        test_guests::ESCAPE_GUEST,
+    ]);
+    let output = crate::common::with_open_file_limit(&mut command, 1_200)
+        .output()
+        .unwrap();
+    assert_one_line_error(&output, "quota of 1000 live sockets");
 }

@@ -1,0 +1,208 @@
+//! The host: one engine and the compiled component, linked for sync and for
+//! async calls, from which each caller gets a session of its own.
+
+use crate::exports::ExportIndices;
+use crate::sandbox::{self, Calls, Limits, State, Stderr};
+use crate::{AsyncSession, NetworkPolicy, Session};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::error::Context;
+use wasmtime::{Engine, Result, bail};
+use wasmtime_wasi::WasiView;
+
+/// The component built from this workspace (`src/`, `wit/`), embedded at build time.
+pub const COMPONENT: &[u8] = include_bytes!(env!("PORT_COMPONENT_WASM"));
+
+/// [`COMPONENT`] compiled to native code by the build script, so that a host
+/// process starts without running Cranelift.
+const PRECOMPILED: &[u8] = include_bytes!(env!("PORT_COMPONENT_CWASM"));
+
+/// A compiled component, ready to be instantiated into sessions.
+pub struct PortHost {
+    engine: Engine,
+    sync_pre: InstancePre<State>,
+    async_pre: InstancePre<State>,
+    exports: ExportIndices,
+    limits: Limits,
+    precompiled: bool,
+    live: Arc<AtomicUsize>,
+}
+
+/// Holds one of a host's [`Limits::sessions`] places; gives it back when dropped.
+pub(crate) struct Admission(Arc<AtomicUsize>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl PortHost {
+    /// The embedded component with default limits, on an engine of its own.
+    pub fn new() -> Result<Self> {
+        Self::embedded(Limits::default())
+    }
+
+    /// The embedded component with `limits`, on an engine of its own.
+    pub fn embedded(limits: Limits) -> Result<Self> {
+        let engine = sandbox::engine(&limits)?;
+        Self::on_engine(&engine, limits)
+    }
+
+    /// The embedded component on an engine the embedder already has.
+    ///
+    /// The engine needs `Config::epoch_interruption(true)` and its epoch
+    /// advanced every [`EPOCH_TICK`](crate::EPOCH_TICK) (see
+    /// [`start_epoch_ticker`](crate::start_epoch_ticker)): deadlines and the
+    /// async yield are counted in those ticks. The build's native code is used
+    /// when the engine's settings match this crate's; otherwise the component
+    /// is compiled here. `limits.pooled_instances` is the engine's business
+    /// and is ignored.
+    pub fn on_engine(engine: &Engine, limits: Limits) -> Result<Self> {
+        // SAFETY: `PRECOMPILED` is what this build's script made with this
+        // wasmtime and `engine_config`, never outside input; wasmtime still
+        // checks its version and settings and refuses a mismatch.
+        let (component, precompiled) = match unsafe { Component::deserialize(engine, PRECOMPILED) }
+        {
+            Ok(component) => (component, true),
+            // Another engine configuration, or a CPU the build's code does not suit.
+            Err(_) => (Component::new(engine, COMPONENT)?, false),
+        };
+        Self::instantiable(engine, &component, limits, precompiled)
+    }
+
+    /// Another build of the component, from a `.wasm` file.
+    pub fn from_file(path: &Path, limits: Limits) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_bytes(&bytes, limits)
+    }
+
+    /// Another build of the component, as `.wasm` bytes; compiled here.
+    pub fn from_bytes(wasm: &[u8], limits: Limits) -> Result<Self> {
+        Self::from_bytes_on_engine(&sandbox::engine(&limits)?, wasm, limits)
+    }
+
+    /// Another build of the component on an engine the embedder already has
+    /// (see [`PortHost::on_engine`] for what the engine needs); compiled here.
+    pub fn from_bytes_on_engine(engine: &Engine, wasm: &[u8], limits: Limits) -> Result<Self> {
+        let component = Component::new(engine, wasm).context("not a valid component")?;
+        Self::instantiable(engine, &component, limits, false)
+    }
+
+    fn instantiable(
+        engine: &Engine,
+        component: &Component,
+        limits: Limits,
+        precompiled: bool,
+    ) -> Result<Self> {
+        let missing = "the component needs imports this host does not give";
+        let sync_pre = sync_linker(engine)?
+            .instantiate_pre(component)
+            .context(missing)?;
+        let async_pre = async_linker(engine)?
+            .instantiate_pre(component)
+            .context(missing)?;
+        Ok(PortHost {
+            engine: engine.clone(),
+            exports: ExportIndices::new(component)?,
+            sync_pre,
+            async_pre,
+            limits,
+            precompiled,
+            live: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Whether the component was loaded from the build's native code rather
+    /// than compiled when the host was made.
+    pub fn loaded_precompiled(&self) -> bool {
+        self.precompiled
+    }
+
+    /// The engine every session of this host shares.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The bounds every session of this host gets.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A fresh store and instance under `network`, for sync calls.
+    ///
+    /// Its calls work inside a tokio runtime too (each then runs on a thread
+    /// of its own), but there [`PortHost::async_session`] is the better fit:
+    /// it blocks no worker and its deadline covers host calls.
+    pub fn session(&self, network: NetworkPolicy, stderr: Stderr) -> Result<Session> {
+        let admission = self.admit()?;
+        let (mut store, stderr) =
+            sandbox::sandboxed_store(&self.engine, network, stderr, self.limits, Calls::Sync);
+        let instance = self
+            .sync_pre
+            .instantiate(&mut store)
+            .map_err(|error| sandbox::explain(error, &self.limits))?;
+        let exports = self.exports.load(&mut store, &instance)?;
+        Ok(Session::new(store, exports, self.limits, stderr, admission))
+    }
+
+    /// A fresh store and instance under `network`, for async calls; every
+    /// call, instantiation included, ends within `limits.call_timeout`.
+    pub async fn async_session(
+        &self,
+        network: NetworkPolicy,
+        stderr: Stderr,
+    ) -> Result<AsyncSession> {
+        let admission = self.admit()?;
+        let (mut store, stderr) =
+            sandbox::sandboxed_store(&self.engine, network, stderr, self.limits, Calls::Async);
+        let timeout = self.limits.call_timeout;
+        let instance =
+            match tokio::time::timeout(timeout, self.async_pre.instantiate_async(&mut store)).await
+            {
+                Ok(instance) => instance.map_err(|error| sandbox::explain(error, &self.limits))?,
+                Err(_) => bail!("{}", sandbox::deadline_message(timeout)),
+            };
+        let exports = self.exports.load(&mut store, &instance)?;
+        Ok(AsyncSession::new(
+            store,
+            exports,
+            self.limits,
+            stderr,
+            admission,
+        ))
+    }
+
+    fn admit(&self) -> Result<Admission> {
+        let bound = self.limits.sessions;
+        let admitted = self
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (live < bound).then_some(live + 1)
+            });
+        match admitted {
+            Ok(_) => Ok(Admission(self.live.clone())),
+            Err(_) => bail!("this host already runs its limit of {bound} sessions"),
+        }
+    }
+}
+
+/// WASI p2 for sync calls, on any store data that is a [`WasiView`]. What the
+/// guest may reach is decided per store, by the [`NetworkPolicy`] applied to
+/// its `WasiCtxBuilder`.
+pub fn sync_linker<T: WasiView + 'static>(engine: &Engine) -> Result<Linker<T>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Ok(linker)
+}
+
+/// WASI p2 for async calls (`call_async`, `instantiate_async`), on any store
+/// data that is a [`WasiView`].
+pub fn async_linker<T: WasiView + 'static>(engine: &Engine) -> Result<Linker<T>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Ok(linker)
+}

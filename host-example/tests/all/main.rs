@@ -1,0 +1,19 @@
+//! The integration tests, in one binary so that wasmtime is linked once.
+//! Each module is named after what it covers; the tests that count the
+//! process's descriptors or raise its open-file limit live in binaries of
+//! their own (`descriptors.rs`, `many_sockets.rs`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod async_api;
+mod cli;
+mod cli_reserve;
+mod echo_server;
+mod get_free_port;
+mod is_free_port;
+mod limits;
+mod reservations;
+mod sandbox;
+mod startup;
+mod tenants;
