@@ -24,9 +24,10 @@ const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
 
 /// Bounds on what one store, and one host, may use.
 ///
-/// The defaults fit the port component many times over (it needs about 1.1
-/// MiB of memory, 3 core instances, 1 memory, 1 table of 4 elements and 4
-/// live resources; see the README) and stop a hostile one early.
+/// The defaults fit the port component many times over and stop a hostile
+/// one early. Measured, the component needs 320 KiB of memory (searching a
+/// 65,536-entry list), 3 core instances, 1 memory, 2 tables with 93 elements
+/// in all, and 2 live resources plus one per reservation it holds.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Every linear memory and table of a store together, in bytes (a table
