@@ -15,7 +15,7 @@ mod probe;
 
 #[cfg(target_arch = "wasm32")]
 mod component {
-    use crate::probe::{self, FamilyStatus, WasiProbe, WasiReserver};
+    use crate::probe::{FamilyStatus, Listener, WasiProbe, WasiReserver};
     use crate::{reservation, search};
     use std::cell::RefCell;
     use wasi::sockets::network::IpAddressFamily;
@@ -44,7 +44,13 @@ mod component {
 
     /// A reservation as the guest keeps it. The WIT methods take `&self`, and a
     /// component instance is single-threaded, so a `RefCell` is all it needs.
-    struct HeldPort(RefCell<reservation::Reservation<TcpSocket>>);
+    /// The listener forgets its port as it goes, however the reservation ends.
+    struct HeldPort(RefCell<reservation::Reservation<Listener>>);
+
+    thread_local! {
+        /// Where this instance's next reservation starts its walk.
+        static NEXT_FIT: RefCell<search::NextFit> = RefCell::default();
+    }
 
     impl GuestReservation for HeldPort {
         fn port(&self) -> Result<u16, ReservationError> {
@@ -52,57 +58,68 @@ mod component {
         }
 
         fn take_socket(&self) -> Result<TcpSocket, ReservationError> {
-            let mut held = self.0.borrow_mut();
-            let port = held.port().map_err(to_wit_ended)?;
-            let socket = held.take_socket().map_err(to_wit_ended)?;
-            probe::forget_held(port);
-            Ok(socket)
+            let listener = self.0.borrow_mut().take_socket().map_err(to_wit_ended)?;
+            Ok(listener.into_socket())
         }
 
         fn release(&self) -> Result<(), ReservationError> {
-            let mut held = self.0.borrow_mut();
-            let port = held.port().map_err(to_wit_ended)?;
-            drop(held.release().map_err(to_wit_ended)?);
-            probe::forget_held(port);
+            drop(self.0.borrow_mut().release().map_err(to_wit_ended)?);
             Ok(())
         }
     }
 
-    impl Drop for HeldPort {
-        fn drop(&mut self) {
-            // The socket closes with the reservation; only the instance's
-            // record of the port is left to clear.
-            if let Ok(port) = self.0.get_mut().port() {
-                probe::forget_held(port);
-            }
-        }
+    /// `count` ports held, continuing where this instance's last reservation
+    /// over the same candidates stopped.
+    fn reserve(
+        ports: Option<Candidates>,
+        count: u32,
+        strict: bool,
+    ) -> Result<Vec<Listener>, ErrorCode> {
+        let ports = ports.map(from_wit);
+        NEXT_FIT
+            .with_borrow_mut(|next_fit| {
+                next_fit.take(
+                    &mut WasiReserver::default(),
+                    ports.as_ref(),
+                    count,
+                    strict,
+                    warn,
+                )
+            })
+            .map_err(to_wit)
+    }
+
+    fn to_wit_reservation(listener: Listener) -> wit::Reservation {
+        let held = reservation::Reservation::new(listener.port(), listener);
+        wit::Reservation::new(HeldPort(RefCell::new(held)))
     }
 
     impl Guest for Component {
         type Reservation = HeldPort;
 
         fn is_free_port(port: u16) -> Result<bool, ErrorCode> {
-            search::is_free_port(&mut WasiProbe, port).map_err(to_wit)
+            search::is_free_port(&mut WasiProbe::default(), port).map_err(to_wit)
         }
 
         fn get_free_port(ports: Option<Candidates>, strict: bool) -> Result<u16, ErrorCode> {
             let ports = ports.map(from_wit);
-            search::get_free_port(&mut WasiProbe, ports.as_ref(), strict, warn).map_err(to_wit)
+            search::get_free_port(&mut WasiProbe::default(), ports.as_ref(), strict, warn)
+                .map_err(to_wit)
         }
 
         fn reserve_port(
             ports: Option<Candidates>,
             strict: bool,
         ) -> Result<wit::Reservation, ErrorCode> {
-            let ports = ports.map(from_wit);
-            let held = search::first_free(&mut WasiReserver, ports.as_ref(), strict, warn)
-                .map_err(to_wit)?;
-            Ok(wit::Reservation::new(HeldPort(RefCell::new(held))))
+            let mut held = reserve(ports, 1, strict)?;
+            // One was asked for, and an `Ok` holds all that were asked for.
+            Ok(to_wit_reservation(held.swap_remove(0)))
         }
 
         fn probe_port(port: u16) -> Result<PortStatus, ErrorCode> {
             search::check_port(port).map_err(to_wit)?;
-            let status = |family| WasiProbe.family_status(family, port).map(to_wit_status);
+            let mut probe = WasiProbe::default();
+            let mut status = |family| probe.family_status(family, port).map(to_wit_status);
             Ok(PortStatus {
                 ipv4: status(IpAddressFamily::Ipv4).map_err(to_wit)?,
                 ipv6: status(IpAddressFamily::Ipv6).map_err(to_wit)?,

@@ -11,9 +11,12 @@
 //!
 //! A reservation is the one place that listens, because holding is its job:
 //! only a listener makes the OS refuse every later bind of the port.
+//!
+//! A socket whose bind failed is kept for the next candidate: over a range
+//! that is filling up, most candidates fail, and one `start-bind` is then all
+//! a held port costs, where a fresh socket would add its creation and drop.
 
-use crate::reservation::Reservation;
-use crate::search::{Error, Probe, Take};
+use crate::search::{Error, PortSet, Probe, Take};
 use std::cell::RefCell;
 use wasi::sockets::instance_network::instance_network;
 use wasi::sockets::network::{
@@ -33,10 +36,10 @@ thread_local! {
     static NETWORK: Network = instance_network();
 
     /// Ports this instance's live reservations hold, so that a search skips
-    /// them without a socket call. (The OS would refuse them anyway.) A list:
-    /// a hash set would pull in a random seed and a tenth of the component's
-    /// size, to search a few entries.
-    static HELD: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    /// them without a socket call. (The OS would refuse them anyway.) A bit
+    /// per port: constant time however many are held, no hashing code, and
+    /// zeroed memory the component does not ship.
+    static HELD: RefCell<PortSet> = const { RefCell::new(PortSet::new()) };
 }
 
 /// What one loopback bind found; mirrors the WIT `family-status`.
@@ -48,11 +51,28 @@ pub enum FamilyStatus {
     Unsupported,
 }
 
-pub struct WasiProbe;
+/// Probes loopback ports, reusing the socket of a failed bind. One probe
+/// lives for one call of an export: the spare sockets close with it.
+#[derive(Default)]
+pub struct WasiProbe {
+    spare_ipv4: Option<TcpSocket>,
+    spare_ipv6: Option<TcpSocket>,
+}
 
 impl WasiProbe {
-    fn bind_loopback(&self, family: IpAddressFamily, port: u16) -> Result<TcpSocket, ErrorCode> {
-        let socket = create_tcp_socket(family)?;
+    fn bind_loopback(
+        &mut self,
+        family: IpAddressFamily,
+        port: u16,
+    ) -> Result<TcpSocket, ErrorCode> {
+        let spare = match family {
+            IpAddressFamily::Ipv4 => &mut self.spare_ipv4,
+            IpAddressFamily::Ipv6 => &mut self.spare_ipv6,
+        };
+        let (socket, reused) = match spare.take() {
+            Some(socket) => (socket, true),
+            None => (create_tcp_socket(family)?, false),
+        };
         let address = match family {
             IpAddressFamily::Ipv4 => IpSocketAddress::Ipv4(Ipv4SocketAddress {
                 port,
@@ -65,9 +85,26 @@ impl WasiProbe {
                 scope_id: 0,
             }),
         };
-        NETWORK.with(|network| socket.start_bind(network, address))?;
+        match NETWORK.with(|network| socket.start_bind(network, address)) {
+            Ok(()) => {}
+            // wasmtime leaves a socket whose `start-bind` failed unbound and
+            // usable, so the next candidate can have it.
+            Err(ErrorCode::AddressInUse) => {
+                *spare = Some(socket);
+                return Err(ErrorCode::AddressInUse);
+            }
+            // A host that does not is answered with a fresh socket; `spare`
+            // is empty now, so this happens once.
+            Err(ErrorCode::InvalidState) if reused => {
+                drop(socket);
+                return self.bind_loopback(family, port);
+            }
+            Err(code) => return Err(code),
+        }
         // wasmtime finishes a bind at once, but the WASI contract lets a host
-        // defer it (to ask the user, say), so honour `would-block`.
+        // defer it (to ask the user, say), so honour `would-block`. A bind
+        // that fails here leaves a socket in a state the contract does not
+        // pin down, so it is not kept.
         loop {
             match socket.finish_bind() {
                 Err(ErrorCode::WouldBlock) => socket.subscribe().block(),
@@ -76,19 +113,12 @@ impl WasiProbe {
         }
     }
 
-    /// Listens on a socket `bind_loopback` made.
-    fn listen(&self, socket: TcpSocket) -> Result<TcpSocket, ErrorCode> {
-        socket.start_listen()?;
-        loop {
-            match socket.finish_listen() {
-                Err(ErrorCode::WouldBlock) => socket.subscribe().block(),
-                result => return result.map(|()| socket),
-            }
-        }
-    }
-
     /// What a bind of `port` on `family`'s loopback address finds.
-    pub fn family_status(&self, family: IpAddressFamily, port: u16) -> Result<FamilyStatus, Error> {
+    pub fn family_status(
+        &mut self,
+        family: IpAddressFamily,
+        port: u16,
+    ) -> Result<FamilyStatus, Error> {
         match self.bind_loopback(family, port) {
             Ok(_) => Ok(FamilyStatus::Free),
             Err(ErrorCode::AddressInUse) => Ok(FamilyStatus::InUse),
@@ -102,12 +132,23 @@ impl WasiProbe {
 
     /// Whether [::1]:`port` is free; a host without IPv6 loopback leaves the
     /// answer to IPv4 rather than calling every port busy.
-    fn ipv6_allows(&self, port: u16) -> Result<bool, Error> {
+    fn ipv6_allows(&mut self, port: u16) -> Result<bool, Error> {
         match self.bind_loopback(IpAddressFamily::Ipv6, port) {
             Ok(_) => Ok(true),
             Err(ErrorCode::AddressInUse) => Ok(false),
             Err(ErrorCode::NotSupported | ErrorCode::AddressNotBindable) => Ok(true),
             Err(code) => Err(to_error(code)),
+        }
+    }
+}
+
+/// Listens on a socket `bind_loopback` made.
+fn listen(socket: TcpSocket) -> Result<TcpSocket, ErrorCode> {
+    socket.start_listen()?;
+    loop {
+        match socket.finish_listen() {
+            Err(ErrorCode::WouldBlock) => socket.subscribe().block(),
+            result => return result.map(|()| socket),
         }
     }
 }
@@ -152,24 +193,52 @@ impl Probe for WasiProbe {
 }
 
 /// Takes ports by listening on them: the search behind `reserve-port`.
-pub struct WasiReserver;
-
-/// Forgets a port this instance no longer holds (released, handed over, dropped).
-pub fn forget_held(port: u16) {
-    HELD.with(|held| held.borrow_mut().retain(|&held| held != port));
+#[derive(Default)]
+pub struct WasiReserver {
+    probe: WasiProbe,
 }
 
-/// Keeps `socket`, listening on `port`, as this instance's reservation.
-fn hold(port: u16, socket: TcpSocket) -> Reservation<TcpSocket> {
-    HELD.with(|held| held.borrow_mut().push(port));
-    Reservation::new(port, socket)
+/// A listening socket held as one of this instance's reservations. Dropping
+/// it closes the socket, and the instance forgets the port.
+pub struct Listener {
+    port: u16,
+    /// Always `Some` until [`Listener::into_socket`] moves it out.
+    socket: Option<TcpSocket>,
+}
+
+impl Listener {
+    fn hold(port: u16, socket: TcpSocket) -> Self {
+        HELD.with_borrow_mut(|held| held.insert(port));
+        Listener {
+            port,
+            socket: Some(socket),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The socket, for a caller who keeps the port from now on; this
+    /// instance no longer counts it as its own.
+    pub fn into_socket(mut self) -> TcpSocket {
+        self.socket
+            .take()
+            .expect("a listener gives its socket away once, as it is consumed")
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        HELD.with_borrow_mut(|held| held.remove(self.port));
+    }
 }
 
 impl Take for WasiReserver {
-    type Taken = Reservation<TcpSocket>;
+    type Taken = Listener;
 
-    fn take(&mut self, port: u16) -> Result<Option<Self::Taken>, Error> {
-        if HELD.with(|held| held.borrow().contains(&port)) {
+    fn take(&mut self, port: u16) -> Result<Option<Listener>, Error> {
+        if HELD.with_borrow(|held| held.contains(port)) {
             return Ok(None);
         }
         // Bind first: like the probe's, it disturbs nobody, and it settles
@@ -179,38 +248,43 @@ impl Take for WasiReserver {
         // it too. The bind or the listen fails with address-in-use when anyone
         // holds the port, including a rival reserving it this very moment: of
         // two listens on one port, the OS lets one succeed.
-        let socket = match WasiProbe.bind_loopback(IpAddressFamily::Ipv4, port) {
+        let socket = match self.probe.bind_loopback(IpAddressFamily::Ipv4, port) {
             Ok(socket) => socket,
             Err(ErrorCode::AddressInUse) => return Ok(None),
             Err(code) => return Err(to_error(code)),
         };
-        if !WasiProbe.ipv6_allows(port)? {
+        if !self.probe.ipv6_allows(port)? {
             return Ok(None);
         }
-        match WasiProbe.listen(socket) {
-            Ok(socket) => Ok(Some(hold(port, socket))),
+        match listen(socket) {
+            Ok(socket) => Ok(Some(Listener::hold(port, socket))),
             Err(ErrorCode::AddressInUse) => Ok(None),
             Err(code) => Err(to_error(code)),
         }
     }
 
-    fn take_os_chosen(&mut self) -> Result<Self::Taken, Error> {
+    fn take_os_chosen(&mut self) -> Result<Listener, Error> {
         // As `take`, with the port the OS binds: bind, check [::1], listen.
         for _ in 0..OS_CHOICE_ATTEMPTS {
-            let socket = WasiProbe
+            let socket = self
+                .probe
                 .bind_loopback(IpAddressFamily::Ipv4, 0)
                 .map_err(to_error)?;
             let port = port_of(&socket)?;
-            if !WasiProbe.ipv6_allows(port)? {
+            if !self.probe.ipv6_allows(port)? {
                 continue;
             }
-            match WasiProbe.listen(socket) {
-                Ok(socket) => return Ok(hold(port, socket)),
+            match listen(socket) {
+                Ok(socket) => return Ok(Listener::hold(port, socket)),
                 // A rival's listen on the very port the OS just gave us.
                 Err(ErrorCode::AddressInUse) => continue,
                 Err(code) => return Err(to_error(code)),
             }
         }
         Err(Error::Other(ErrorCode::AddressInUse.name().into()))
+    }
+
+    fn port_of(taken: &Listener) -> u16 {
+        taken.port
     }
 }

@@ -4,7 +4,8 @@
 //! "which port would the OS pick?", so the rules (order, the 1024 floor,
 //! strict and non-strict) are unit-tested natively with a fake probe. A
 //! reservation walks the candidates by the very same rules, but takes each
-//! port instead of looking at it: both are [`first_free`] over a [`Take`].
+//! port instead of looking at it: both are [`take_ports`] over a [`Take`].
+//! Reservations differ only in where the walk starts ([`NextFit`]).
 
 use std::fmt;
 
@@ -14,6 +15,15 @@ pub const LOWEST_USABLE_PORT: u16 = 1024;
 
 /// One past the highest port, the largest bound a range may name.
 const PORT_LIMIT: u32 = 1 << 16;
+
+/// The most ports one call may ask for: every port from 1024 up. More could
+/// never be distinct.
+pub const MAX_COUNT: u32 = PORT_LIMIT - LOWEST_USABLE_PORT as u32;
+
+/// How many times, beyond the ports asked for, the OS may pick a port the call
+/// already has before the fallback gives up. A looking search closes what it
+/// found, so the OS may hand a port out again; it rarely does twice in a row.
+const OS_REPEATS_ALLOWED: usize = 16;
 
 /// Written to the component's stderr when strict mode has nothing to search.
 pub const STRICT_DISABLED_WARNING: &str =
@@ -41,12 +51,15 @@ pub trait Probe {
 /// it (`reserve-port`), so that both follow one set of rules.
 pub trait Take {
     /// What a successful search returns: a port number, or a held port.
+    /// Dropping it gives the port up.
     type Taken;
     /// `Some` when `port` (never 0) was free and is now taken; `None` when it
     /// is held by someone, so the search moves on.
     fn take(&mut self, port: u16) -> Result<Option<Self::Taken>, Error>;
     /// A free loopback port chosen by the OS, taken.
     fn take_os_chosen(&mut self) -> Result<Self::Taken, Error>;
+    /// The port `taken` stands for.
+    fn port_of(taken: &Self::Taken) -> u16;
 }
 
 /// A probe used by a search that only looks: the port is "taken" by naming it.
@@ -60,6 +73,37 @@ impl<P: Probe> Take for Looking<'_, P> {
     fn take_os_chosen(&mut self) -> Result<u16, Error> {
         self.0.os_chosen()
     }
+    fn port_of(&port: &u16) -> u16 {
+        port
+    }
+}
+
+/// A set of ports with constant-time membership: one bit per port, 8 KiB.
+#[derive(Clone)]
+pub struct PortSet([u64; 1024]);
+
+impl PortSet {
+    pub const fn new() -> Self {
+        PortSet([0; 1024])
+    }
+    pub fn contains(&self, port: u16) -> bool {
+        self.0[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
+    /// Whether `port` was not in the set yet.
+    pub fn insert(&mut self, port: u16) -> bool {
+        let fresh = !self.contains(port);
+        self.0[usize::from(port >> 6)] |= 1 << (port & 63);
+        fresh
+    }
+    pub fn remove(&mut self, port: u16) {
+        self.0[usize::from(port >> 6)] &= !(1 << (port & 63));
+    }
+}
+
+impl Default for PortSet {
+    fn default() -> Self {
+        PortSet::new()
+    }
 }
 
 /// Where `get_free_port` may look; mirrors the WIT `candidates`.
@@ -69,22 +113,57 @@ pub enum Candidates {
     Explicit(Vec<u16>),
 }
 
-impl Candidates {
-    /// Every candidate in order, or why they cannot be walked.
-    fn ports(&self) -> Result<impl Iterator<Item = u16> + '_, Error> {
-        let (listed, ranged) = match *self {
-            Candidates::Explicit(ref ports) => (Some(ports.iter().copied()), None),
-            Candidates::Range { start, end, step } => (None, Some(range_ports(start, end, step)?)),
-        };
-        Ok(listed
-            .into_iter()
-            .flatten()
-            .chain(ranged.into_iter().flatten()))
+/// The candidates as a sequence that can be entered anywhere: a search that
+/// resumes at the 1,000th candidate gets there without walking 999.
+enum Seq<'a> {
+    Listed(&'a [u16]),
+    Ranged { start: i64, step: i64, len: usize },
+}
+
+impl Seq<'_> {
+    fn len(&self) -> usize {
+        match *self {
+            Seq::Listed(ports) => ports.len(),
+            Seq::Ranged { len, .. } => len,
+        }
+    }
+
+    fn at(&self, index: usize) -> u16 {
+        match *self {
+            Seq::Listed(ports) => ports[index],
+            // Every value of a checked range lies in 0..65536, so the cast is exact.
+            Seq::Ranged { start, step, .. } => (start + index as i64 * step) as u16,
+        }
+    }
+
+    /// Every candidate with its index, starting at `from` and wrapping around
+    /// to the first, so each is visited once.
+    fn from(&self, from: usize) -> impl Iterator<Item = (usize, u16)> + '_ {
+        let from = if from < self.len() { from } else { 0 };
+        (from..self.len())
+            .chain(0..from)
+            .map(move |index| (index, self.at(index)))
     }
 }
 
-/// Python's `range(start, end, step)` over ports, walked lazily.
-fn range_ports(start: u32, end: u32, step: i32) -> Result<impl Iterator<Item = u16>, Error> {
+impl Candidates {
+    fn seq(&self) -> Result<Seq<'_>, Error> {
+        match *self {
+            Candidates::Explicit(ref ports) => Ok(Seq::Listed(ports)),
+            Candidates::Range { start, end, step } => range_seq(start, end, step),
+        }
+    }
+
+    /// Every candidate in order, or why they cannot be walked.
+    #[cfg(test)]
+    fn ports(&self) -> Result<impl Iterator<Item = u16> + '_, Error> {
+        let seq = self.seq()?;
+        Ok((0..seq.len()).map(move |index| seq.at(index)))
+    }
+}
+
+/// Python's `range(start, end, step)` over ports, never materialised.
+fn range_seq(start: u32, end: u32, step: i32) -> Result<Seq<'static>, Error> {
     let bad = |why: &str| Error::InvalidArgument(format!("range({start}, {end}, {step}): {why}"));
     if step == 0 {
         return Err(bad("step must not be zero"));
@@ -103,8 +182,12 @@ fn range_ports(start: u32, end: u32, step: i32) -> Result<impl Iterator<Item = u
         (start - end - step - 1).div_euclid(-step)
     }
     .max(0);
-    // Every yielded value lies in 0..65536, checked above, so the cast is exact.
-    Ok((0..count).map(move |i| (start + i * step) as u16))
+    Ok(Seq::Ranged {
+        start,
+        step,
+        // At most 65,536: the bounds were checked above.
+        len: count as usize,
+    })
 }
 
 impl fmt::Display for Candidates {
@@ -163,37 +246,154 @@ pub fn get_free_port(
     first_free(&mut Looking(probe), ports, strict, warn)
 }
 
+/// `get-free-ports`: `count` distinct free ports, in the candidates' order.
+pub fn get_free_ports(
+    probe: &mut impl Probe,
+    ports: Option<&Candidates>,
+    count: u32,
+    strict: bool,
+    warn: impl FnOnce(&str),
+) -> Result<Vec<u16>, Error> {
+    take_ports(&mut Looking(probe), ports, count, strict, warn, 0).map(|(found, _)| found)
+}
+
 /// The search itself: the first candidate `taker` can take, by hbutils'
 /// rules. `warn` receives the strict-mode warning.
 pub fn first_free<T: Take>(
     taker: &mut T,
     ports: Option<&Candidates>,
-    mut strict: bool,
+    strict: bool,
     warn: impl FnOnce(&str),
 ) -> Result<T::Taken, Error> {
-    let mut usable = match ports {
-        Some(candidates) => Some(candidates.ports()?),
-        None => None,
-    }
-    .into_iter()
-    .flatten()
-    .filter(|&port| port >= LOWEST_USABLE_PORT)
-    .peekable();
+    let (mut taken, _) = take_ports(taker, ports, 1, strict, warn, 0)?;
+    // One was asked for, and an `Ok` has all that were asked for.
+    Ok(taken.swap_remove(0))
+}
 
+/// Refuses a count no search can meet.
+fn check_count(count: u32) -> Result<usize, Error> {
+    match count {
+        0 => Err(Error::InvalidArgument(
+            "count 0 asks for no port; ask for at least 1".into(),
+        )),
+        c if c > MAX_COUNT => Err(Error::InvalidArgument(format!(
+            "count {c} is more than the {MAX_COUNT} ports from 1024 up"
+        ))),
+        c => Ok(c as usize),
+    }
+}
+
+/// `count` distinct ports `taker` could take, candidates first (walked once,
+/// from the candidate at index `from`, wrapping around), then, unless strict,
+/// OS choices for what is missing. Along with them, the index after the last
+/// candidate taken, if any was: where a search that continues should start.
+///
+/// All or nothing: on an error every port taken so far is dropped, so
+/// nothing stays held.
+pub fn take_ports<T: Take>(
+    taker: &mut T,
+    ports: Option<&Candidates>,
+    count: u32,
+    mut strict: bool,
+    warn: impl FnOnce(&str),
+    from: usize,
+) -> Result<(Vec<T::Taken>, Option<usize>), Error> {
+    let count = check_count(count)?;
+    let seq = match ports {
+        Some(candidates) => candidates.seq()?,
+        None => Seq::Listed(&[]),
+    };
+    let mut usable = seq
+        .from(from)
+        .filter(|&(_, port)| port >= LOWEST_USABLE_PORT)
+        .peekable();
     if strict && usable.peek().is_none() {
         warn(STRICT_DISABLED_WARNING);
         strict = false;
     }
-    for port in usable {
-        if let Some(taken) = taker.take(port)? {
-            return Ok(taken);
+
+    // Only a search for several ports can meet a port twice (a duplicate
+    // candidate, an OS choice it already has); one port needs no set.
+    let mut seen = (count > 1).then(Box::<PortSet>::default);
+    let mut taken = Vec::with_capacity(count);
+    let mut next = None;
+    for (index, port) in usable {
+        if seen.as_ref().is_some_and(|seen| seen.contains(port)) {
+            continue;
+        }
+        if let Some(one) = taker.take(port)? {
+            if let Some(seen) = seen.as_mut() {
+                seen.insert(port);
+            }
+            taken.push(one);
+            next = Some((index + 1) % seq.len());
+            if taken.len() == count {
+                break;
+            }
         }
     }
-    match ports {
-        Some(candidates) if strict => Err(Error::NoFreePort(format!(
-            "No free port can be allocated within {candidates}"
-        ))),
-        _ => taker.take_os_chosen(),
+    if taken.len() < count {
+        if let (Some(candidates), true) = (ports, strict) {
+            return Err(Error::NoFreePort(if count == 1 {
+                format!("No free port can be allocated within {candidates}")
+            } else {
+                format!(
+                    "No {count} free ports can be allocated within {candidates}: only {} are free",
+                    taken.len()
+                )
+            }));
+        }
+        let mut repeats = 0;
+        while taken.len() < count {
+            let one = taker.take_os_chosen()?;
+            if seen
+                .as_mut()
+                .is_none_or(|seen| seen.insert(T::port_of(&one)))
+            {
+                taken.push(one);
+            } else if repeats == OS_REPEATS_ALLOWED {
+                return Err(Error::Other("address-in-use".into()));
+            } else {
+                repeats += 1;
+            }
+        }
+    }
+    Ok((taken, next))
+}
+
+/// Where the next reservation starts: just after the candidate the previous
+/// one took, when it searched the same candidates. A range that fills up is
+/// then walked once in all, instead of once per reservation from its start.
+#[derive(Default)]
+pub struct NextFit {
+    /// The candidates last reserved from, and the index to resume at.
+    last: Option<(Candidates, usize)>,
+}
+
+impl NextFit {
+    /// `count` ports taken by `taker`, as [`take_ports`] takes them, starting
+    /// after the previous reservation's when the candidates are the same.
+    pub fn take<T: Take>(
+        &mut self,
+        taker: &mut T,
+        ports: Option<&Candidates>,
+        count: u32,
+        strict: bool,
+        warn: impl FnOnce(&str),
+    ) -> Result<Vec<T::Taken>, Error> {
+        let from = match (&self.last, ports) {
+            (Some((last, next)), Some(ports)) if last == ports => *next,
+            _ => 0,
+        };
+        let (taken, next) = take_ports(taker, ports, count, strict, warn, from)?;
+        if let (Some(next), Some(ports)) = (next, ports) {
+            match &mut self.last {
+                // Most reservations repeat the candidates: keep the copy.
+                Some((last, at)) if last == ports => *at = next,
+                last => *last = Some((ports.clone(), next)),
+            }
+        }
+        Ok(taken)
     }
 }
 
@@ -274,10 +474,10 @@ mod tests {
 
     #[test]
     fn full_unprivileged_range_is_walked_lazily() {
-        let mut ports = range_ports(1024, 65536, 1).unwrap();
-        assert_eq!(ports.size_hint(), (64512, Some(64512)));
-        assert_eq!(ports.next(), Some(1024));
-        assert_eq!(ports.last(), Some(65535));
+        let seq = range_seq(1024, 65536, 1).unwrap();
+        assert_eq!(seq.len(), 64512);
+        assert_eq!(seq.at(0), 1024);
+        assert_eq!(seq.at(64511), 65535);
     }
 
     #[test]
@@ -507,6 +707,9 @@ mod tests {
             self.held.insert(self.os_next);
             Ok(self.os_next)
         }
+        fn port_of(&port: &u16) -> u16 {
+            port
+        }
     }
 
     #[test]
@@ -529,5 +732,318 @@ mod tests {
         );
         assert_eq!(reserve(false), Ok(40_001));
         assert_eq!(reserve(false), Ok(40_002));
+    }
+
+    /// A reserver that remembers what it tried and what it holds, and can be
+    /// told to refuse one port, so that "all or nothing" can be watched.
+    #[derive(Default)]
+    struct Ledger {
+        busy: HashSet<u16>,
+        tried: Vec<u16>,
+        deny: Option<u16>,
+        os: Vec<u16>,
+    }
+
+    /// A port the ledger holds until it is dropped.
+    struct Slip<'a>(u16, &'a std::cell::RefCell<HashSet<u16>>);
+
+    impl Drop for Slip<'_> {
+        fn drop(&mut self) {
+            self.1.borrow_mut().remove(&self.0);
+        }
+    }
+
+    struct Holding<'a> {
+        ledger: Ledger,
+        live: &'a std::cell::RefCell<HashSet<u16>>,
+    }
+
+    impl<'a> Take for Holding<'a> {
+        type Taken = Slip<'a>;
+        fn take(&mut self, port: u16) -> Result<Option<Slip<'a>>, Error> {
+            self.ledger.tried.push(port);
+            if self.ledger.deny == Some(port) {
+                return Err(Error::AccessDenied);
+            }
+            let free = !self.ledger.busy.contains(&port) && self.live.borrow_mut().insert(port);
+            Ok(free.then(|| Slip(port, self.live)))
+        }
+        fn take_os_chosen(&mut self) -> Result<Slip<'a>, Error> {
+            if self.ledger.os.is_empty() {
+                return Err(Error::Other("this OS has no port left".into()));
+            }
+            let port = self.ledger.os.remove(0);
+            self.live.borrow_mut().insert(port);
+            Ok(Slip(port, self.live))
+        }
+        fn port_of(taken: &Slip<'a>) -> u16 {
+            taken.0
+        }
+    }
+
+    fn ports_of(taken: &[Slip<'_>]) -> Vec<u16> {
+        taken.iter().map(|slip| slip.0).collect()
+    }
+
+    #[test]
+    fn port_set_answers_membership_for_every_port() {
+        let mut set = PortSet::new();
+        for port in [0, 1, 63, 64, 1024, 65535] {
+            assert!(!set.contains(port));
+            assert!(set.insert(port));
+            assert!(!set.insert(port));
+            assert!(set.contains(port));
+        }
+        set.remove(64);
+        assert!(!set.contains(64) && set.contains(63) && set.contains(1024));
+    }
+
+    #[test]
+    fn several_ports_are_the_first_free_ones_in_order() {
+        let mut probe = FakeProbe::busy([2001, 2003]);
+        let found = get_free_ports(&mut probe, Some(&range(2000, 2010, 1)), 3, true, |_| ());
+        assert_eq!(found, Ok(vec![2000, 2002, 2004]));
+        assert_eq!(probe.probed, [2000, 2001, 2002, 2003, 2004]);
+    }
+
+    #[test]
+    fn several_ports_are_distinct_however_often_a_candidate_repeats() {
+        let mut probe = FakeProbe::busy([]);
+        let ports = Candidates::Explicit(vec![3000, 3000, 3001, 3000, 3001, 3002]);
+        let found = get_free_ports(&mut probe, Some(&ports), 3, true, |_| ());
+        assert_eq!(found, Ok(vec![3000, 3001, 3002]));
+        // A repeat of a port already found is not asked about again.
+        assert_eq!(probe.probed, [3000, 3001, 3002]);
+    }
+
+    #[test]
+    fn too_few_free_while_strict_says_how_many_were_found() {
+        let mut probe = FakeProbe::busy([2001, 2002]);
+        let found = get_free_ports(&mut probe, Some(&range(2000, 2004, 1)), 3, true, |_| ());
+        assert_eq!(
+            found,
+            Err(Error::NoFreePort(
+                "No 3 free ports can be allocated within range(2000, 2004): only 2 are free".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn too_few_free_without_strict_are_filled_with_distinct_os_choices() {
+        let live = std::cell::RefCell::default();
+        let mut holder = Holding {
+            ledger: Ledger {
+                busy: HashSet::from([2001]),
+                // The OS names a candidate already taken, then the same port
+                // twice: each repeat is skipped.
+                os: vec![2000, 40_000, 40_000, 40_001],
+                ..Default::default()
+            },
+            live: &live,
+        };
+        let (taken, next) = take_ports(
+            &mut holder,
+            Some(&range(2000, 2002, 1)),
+            3,
+            false,
+            |_| (),
+            0,
+        )
+        .unwrap();
+        assert_eq!(ports_of(&taken), [2000, 40_000, 40_001]);
+        assert_eq!(next, Some(1));
+    }
+
+    #[test]
+    fn an_os_that_keeps_repeating_itself_is_an_error_not_a_loop() {
+        let mut probe = FakeProbe::busy([]);
+        let found = get_free_ports(&mut probe, None, 2, false, |_| ());
+        assert_eq!(found, Err(Error::Other("address-in-use".into())));
+    }
+
+    #[test]
+    fn several_ports_without_usable_candidates_while_strict_warn_and_use_the_os() {
+        let live = std::cell::RefCell::default();
+        let mut holder = Holding {
+            ledger: Ledger {
+                os: vec![40_000, 40_001],
+                ..Default::default()
+            },
+            live: &live,
+        };
+        let mut warning = None;
+        let (taken, next) = take_ports(
+            &mut holder,
+            Some(&Candidates::Explicit(vec![80, 443])),
+            2,
+            true,
+            |w| warning = Some(w.to_owned()),
+            0,
+        )
+        .unwrap();
+        assert_eq!(ports_of(&taken), [40_000, 40_001]);
+        assert_eq!(next, None);
+        assert_eq!(warning.as_deref(), Some(STRICT_DISABLED_WARNING));
+    }
+
+    #[test]
+    fn a_count_of_zero_or_past_every_usable_port_is_invalid() {
+        for count in [0, MAX_COUNT + 1, u32::MAX] {
+            let mut probe = FakeProbe::busy([]);
+            let found = get_free_ports(&mut probe, None, count, false, |_| ());
+            assert!(
+                matches!(found, Err(Error::InvalidArgument(ref m)) if m.contains("count")),
+                "{count}: {found:?}"
+            );
+            assert!(probe.probed.is_empty());
+        }
+        let all: Vec<u16> = (1024..=u16::MAX).collect();
+        let mut probe = FakeProbe::busy([]);
+        let found = get_free_ports(
+            &mut probe,
+            Some(&Candidates::Explicit(all)),
+            MAX_COUNT,
+            true,
+            |_| (),
+        );
+        assert_eq!(found.map(|f| f.len()), Ok(MAX_COUNT as usize));
+    }
+
+    #[test]
+    fn a_failed_strict_search_for_several_gives_back_what_it_took() {
+        let live = std::cell::RefCell::default();
+        let mut holder = Holding {
+            ledger: Ledger {
+                busy: HashSet::from([2002]),
+                ..Default::default()
+            },
+            live: &live,
+        };
+        let found = take_ports(&mut holder, Some(&range(2000, 2003, 1)), 3, true, |_| (), 0);
+        assert!(matches!(found, Err(Error::NoFreePort(_))));
+        assert_eq!(holder.ledger.tried, [2000, 2001, 2002]);
+        assert!(live.borrow().is_empty(), "still held: {:?}", live.borrow());
+    }
+
+    #[test]
+    fn a_denied_port_midway_gives_back_what_was_taken_before_it() {
+        let live = std::cell::RefCell::default();
+        let mut holder = Holding {
+            ledger: Ledger {
+                deny: Some(2002),
+                ..Default::default()
+            },
+            live: &live,
+        };
+        let found = take_ports(&mut holder, Some(&range(2000, 2010, 1)), 5, true, |_| (), 0);
+        assert!(matches!(found, Err(Error::AccessDenied)));
+        assert!(live.borrow().is_empty(), "still held: {:?}", live.borrow());
+    }
+
+    #[test]
+    fn reservations_over_the_same_candidates_resume_after_the_last_one_taken() {
+        let live = std::cell::RefCell::default();
+        let mut holder = Holding {
+            ledger: Ledger::default(),
+            live: &live,
+        };
+        let ports = range(2000, 2006, 1);
+        let mut next_fit = NextFit::default();
+        let mut kept = Vec::new();
+        for _ in 0..2 {
+            kept.extend(
+                next_fit
+                    .take(&mut holder, Some(&ports), 1, true, |_| ())
+                    .unwrap(),
+            );
+        }
+        assert_eq!(ports_of(&kept), [2000, 2001]);
+        // 2000 is free again, yet the walk goes on from 2002 ...
+        kept.remove(0);
+        holder.ledger.tried.clear();
+        let third = next_fit
+            .take(&mut holder, Some(&ports), 2, true, |_| ())
+            .unwrap();
+        assert_eq!(ports_of(&third), [2002, 2003]);
+        assert_eq!(holder.ledger.tried, [2002, 2003]);
+        kept.extend(third);
+        // ... and wraps around to the start when it reaches the end.
+        holder.ledger.tried.clear();
+        let fourth = next_fit
+            .take(&mut holder, Some(&ports), 3, true, |_| ())
+            .unwrap();
+        assert_eq!(ports_of(&fourth), [2004, 2005, 2000]);
+        assert_eq!(holder.ledger.tried, [2004, 2005, 2000]);
+    }
+
+    #[test]
+    fn a_full_wrap_around_tries_every_candidate_once_before_giving_up() {
+        let live = std::cell::RefCell::default();
+        let mut holder = Holding {
+            ledger: Ledger::default(),
+            live: &live,
+        };
+        let ports = range(2000, 2004, 1);
+        let mut next_fit = NextFit::default();
+        let kept = next_fit
+            .take(&mut holder, Some(&ports), 3, true, |_| ())
+            .unwrap();
+        holder.ledger.busy.insert(2003);
+        holder.ledger.tried.clear();
+        let found = next_fit.take(&mut holder, Some(&ports), 1, true, |_| ());
+        assert!(matches!(found, Err(Error::NoFreePort(_))));
+        assert_eq!(holder.ledger.tried, [2003, 2000, 2001, 2002]);
+        drop(kept);
+    }
+
+    #[test]
+    fn other_candidates_start_from_their_first_and_forget_the_old_place() {
+        let live = std::cell::RefCell::default();
+        let mut holder = Holding {
+            ledger: Ledger::default(),
+            live: &live,
+        };
+        let (first, second) = (range(2000, 2004, 1), Candidates::Explicit(vec![2003, 2002]));
+        let mut next_fit = NextFit::default();
+        let a = next_fit
+            .take(&mut holder, Some(&first), 1, true, |_| ())
+            .unwrap();
+        let b = next_fit
+            .take(&mut holder, Some(&second), 1, true, |_| ())
+            .unwrap();
+        let c = next_fit
+            .take(&mut holder, Some(&first), 1, true, |_| ())
+            .unwrap();
+        assert_eq!([a[0].0, b[0].0, c[0].0], [2000, 2003, 2001]);
+        // An OS choice leaves the place where it was.
+        let d = next_fit.take(&mut holder, None, 1, false, |_| ());
+        assert!(d.is_err(), "the ledger's OS has nothing to give");
+        let e = next_fit
+            .take(&mut holder, Some(&second), 1, true, |_| ())
+            .unwrap();
+        assert_eq!(e[0].0, 2002);
+    }
+
+    #[test]
+    fn a_search_that_fails_leaves_the_next_one_where_it_was() {
+        let live = std::cell::RefCell::default();
+        let mut holder = Holding {
+            ledger: Ledger::default(),
+            live: &live,
+        };
+        let ports = range(2000, 2004, 1);
+        let mut next_fit = NextFit::default();
+        let a = next_fit
+            .take(&mut holder, Some(&ports), 1, true, |_| ())
+            .unwrap();
+        assert!(
+            next_fit
+                .take(&mut holder, Some(&ports), 4, true, |_| ())
+                .is_err()
+        );
+        let b = next_fit
+            .take(&mut holder, Some(&ports), 1, true, |_| ())
+            .unwrap();
+        assert_eq!([a[0].0, b[0].0], [2000, 2001]);
     }
 }

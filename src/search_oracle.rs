@@ -20,7 +20,7 @@
 //! PROPTEST_CASES=1000000 cargo test --release -p hbutils-port search_oracle
 //! ```
 
-use crate::search::{Candidates, Error, Probe, Take, first_free, get_free_port};
+use crate::search::{Candidates, Error, NextFit, Probe, Take, get_free_port};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -112,32 +112,56 @@ mod oracle {
     pub fn search(
         ports: Option<&Candidates>,
         strict: bool,
-        mut is_free: impl FnMut(u16) -> Result<bool, Error>,
+        is_free: impl FnMut(u16) -> Result<bool, Error>,
         os_choice: impl FnOnce() -> Result<u16, Error>,
     ) -> Outcome {
-        let usable = match candidates(ports) {
-            Ok(all) => usable(&all),
+        search_from(ports, strict, 0, is_free, os_choice).0
+    }
+
+    /// `reserve-port`: the same search, but the candidates are tried from
+    /// the one at index `from` to the last and then from the first, as a
+    /// reservation continues after the candidate the previous one took. Also
+    /// returns the index after the candidate taken, if one was.
+    pub fn search_from(
+        ports: Option<&Candidates>,
+        strict: bool,
+        from: usize,
+        mut is_free: impl FnMut(u16) -> Result<bool, Error>,
+        os_choice: impl FnOnce() -> Result<u16, Error>,
+    ) -> (Outcome, Option<usize>) {
+        let all = match candidates(ports) {
+            Ok(all) => all,
             Err(invalid) => {
-                return Outcome {
+                let outcome = Outcome {
                     found: Err(invalid),
                     warning: None,
                     probed: Vec::new(),
                 };
+                return (outcome, None);
             }
         };
-        let warning = (strict && usable.is_empty()).then(|| WARNING.to_owned());
+        let warning = (strict && usable(&all).is_empty()).then(|| WARNING.to_owned());
         let strict = strict && warning.is_none();
+        let from = if from < all.len() { from } else { 0 };
+        let mut order: Vec<usize> = (from..all.len()).collect();
+        order.extend(0..from);
         let mut probed = Vec::new();
-        for port in usable {
+        for index in order {
+            let port = all[index];
+            if port < FLOOR {
+                continue;
+            }
             probed.push(port);
             match is_free(port) {
                 Ok(false) => {}
                 answer => {
-                    return Outcome {
+                    let next = answer.is_ok().then_some((index + 1) % all.len());
+                    let outcome = Outcome {
                         found: answer.map(|_| port),
                         warning,
                         probed,
                     };
+                    return (outcome, next);
                 }
             }
         }
@@ -148,11 +172,12 @@ mod oracle {
             ))),
             _ => os_choice(),
         };
-        Outcome {
+        let outcome = Outcome {
             found,
             warning,
             probed,
-        }
+        };
+        (outcome, None)
     }
 }
 
@@ -232,6 +257,9 @@ impl Take for Holding<'_> {
     fn take(&mut self, port: u16) -> Result<Option<u16>, Error> {
         self.probed.push(port);
         Ok((self.world.is_free(port)? && self.taken.insert(port)).then_some(port))
+    }
+    fn port_of(&port: &u16) -> u16 {
+        port
     }
     /// Numbers OS choices 1, 2, 3…: below the floor, so they can never be a
     /// port the search took itself, and "never twice" stays about the search.
@@ -529,7 +557,8 @@ fn check_looking(place: &Where, host: &Host, strict: bool) -> Result<(), TestCas
 }
 
 /// Several reservations in a row over the same candidates, each with its own
-/// strict flag, the ports taken by earlier ones staying held.
+/// strict flag, the ports taken by earlier ones staying held, each one
+/// continuing after the candidate the one before it took.
 fn check_taking(place: &Where, host: &Host, stricts: &[bool]) -> Result<(), TestCaseError> {
     let ports = place.candidates();
     let world = host.world(ports.as_ref());
@@ -541,26 +570,34 @@ fn check_taking(place: &Where, host: &Host, stricts: &[bool]) -> Result<(), Test
     };
     let mut taken = PortSet::new();
     let mut os_taken = 0;
+    let mut next_fit = NextFit::default();
+    let mut from = 0;
 
     for (search, &strict) in stricts.iter().enumerate() {
         holder.probed.clear();
         let mut warning = None;
-        let found = first_free(&mut holder, ports.as_ref(), strict, |w| {
-            warning = Some(w.to_owned())
-        });
+        let found = next_fit
+            .take(&mut holder, ports.as_ref(), 1, strict, |w| {
+                warning = Some(w.to_owned())
+            })
+            .map(|mut taken| taken.remove(0));
         let real = oracle::Outcome {
             found,
             warning,
             probed: holder.probed.clone(),
         };
 
-        let expected = oracle::search(
+        let (expected, next) = oracle::search_from(
             ports.as_ref(),
             strict,
+            from,
             |port| Ok(world.is_free(port)? && !taken.contains(port)),
             || world.os_choice(os_taken + 1),
         );
         agree(search, &real, &expected)?;
+        if let Some(next) = next {
+            from = next;
+        }
         match real.found {
             // Only the fake OS hands out ports below the floor.
             Ok(port) if port < 1024 => os_taken = port,
@@ -584,7 +621,7 @@ proptest! {
     }
 
     #[test]
-    fn reserving_repeatedly_follows_the_same_rules_and_never_takes_a_port_twice(
+    fn reserving_repeatedly_continues_after_the_last_port_taken_and_never_takes_a_port_twice(
         place in place(),
         host in host(),
         stricts in prop::collection::vec(any::<bool>(), 1..=6),

@@ -187,6 +187,57 @@ fn benches(c: &mut Criterion) {
     group.bench_function("native", |b| b.iter(|| drop(native::reserve(free))));
     group.finish();
 
+    // A reservation's cost as an instance fills a range: the 1st (nothing
+    // held) against the 1,000th (999 held by the same instance, all ahead of
+    // it in the range). Each iteration reserves, releases and drops one.
+    let roomy = PortHost::embedded(Limits {
+        resources: 2_000,
+        ..Limits::default()
+    })
+    .unwrap();
+    // Two blocks, so that neither instance walks into the other's ports.
+    let thousand = || {
+        let start = free_block(1000);
+        Candidates::Range(PortRange {
+            start: start.into(),
+            end: u32::from(start) + 1000,
+            step: 1,
+        })
+    };
+    let (first, thousandth) = (thousand(), thousand());
+    let mut empty = roomy
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
+        .unwrap();
+    let mut filled = roomy
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
+        .unwrap();
+    let kept: Vec<_> = (0..999)
+        .map(|_| {
+            filled
+                .reserve_port(Some(&thousandth), true)
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let mut group = c.benchmark_group("reserve-port, 1st vs 1,000th in one instance");
+    let cases = [
+        ("1st", &mut empty, &first),
+        ("1,000th", &mut filled, &thousandth),
+    ];
+    for (name, session, range) in cases {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let held = session.reserve_port(Some(range), true).unwrap().unwrap();
+                session.release(&held).unwrap().unwrap();
+                session.drop_reservation(held).unwrap();
+            })
+        });
+    }
+    group.finish();
+    for held in kept {
+        filled.drop_reservation(held).unwrap();
+    }
+
     let pooled = PortHost::embedded(Limits {
         pooled_instances: Some(16),
         ..Limits::default()
