@@ -1,12 +1,12 @@
-//! The host: one engine and the compiled component, linked for sync and for
-//! async calls, from which each caller gets a session of its own.
+//! The host: one engine and the compiled component, linked for sync or for
+//! async calls on first use, from which each caller gets a session of its own.
 
 use crate::exports::ExportIndices;
 use crate::sandbox::{self, Calls, Limits, State, Stderr};
 use crate::{AsyncSession, NetworkPolicy, Session};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Engine, Result, bail};
@@ -22,8 +22,12 @@ const PRECOMPILED: &[u8] = include_bytes!(env!("PORT_COMPONENT_CWASM"));
 /// A compiled component, ready to be instantiated into sessions.
 pub struct PortHost {
     engine: Engine,
-    sync_pre: InstancePre<State>,
-    async_pre: InstancePre<State>,
+    component: Component,
+    // Linking WASI and checking the component's imports against it is most
+    // of a host's making after the code is loaded; a caller that only ever
+    // makes sync (or async) sessions, like the CLI, pays for one of the two.
+    sync_pre: OnceLock<InstancePre<State>>,
+    async_pre: OnceLock<InstancePre<State>>,
     exports: ExportIndices,
     limits: Limits,
     precompiled: bool,
@@ -49,6 +53,39 @@ impl PortHost {
     pub fn embedded(limits: Limits) -> Result<Self> {
         let engine = sandbox::engine(&limits)?;
         Self::on_engine(&engine, limits)
+    }
+
+    /// The embedded component for a process that runs it and nothing else,
+    /// like the `port-host` CLI: on an engine that loads the build's native
+    /// code and cannot compile, which spares making Cranelift, most of an
+    /// engine's start. Where the build's code does not suit this CPU, the
+    /// component is compiled on a full engine instead, as with
+    /// [`PortHost::embedded`]. Use that when [`PortHost::engine`] is to
+    /// compile other components too.
+    ///
+    /// ```
+    /// use port_host::{ErrorCode, Limits, NetworkPolicy, PortHost, Stderr};
+    ///
+    /// # fn main() -> wasmtime::Result<()> {
+    /// let host = PortHost::embedded_load_only(Limits::default())?;
+    /// assert!(host.loaded_precompiled());
+    /// let mut session = host.session(NetworkPolicy::loopback(), Stderr::Capture)?;
+    /// // The component's own answer: port 0 is not a port to ask about.
+    /// let answer = session.is_free_port(0)?;
+    /// assert!(matches!(answer, Err(ErrorCode::InvalidArgument(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn embedded_load_only(limits: Limits) -> Result<Self> {
+        let engine = sandbox::loading_engine(&limits)?;
+        // SAFETY: as in `on_engine`.
+        match unsafe { Component::deserialize(&engine, PRECOMPILED) } {
+            Ok(component) => {
+                sandbox::start_epoch_ticker(&engine);
+                Self::instantiable(&engine, &component, limits, true)
+            }
+            Err(_) => Self::embedded(limits),
+        }
     }
 
     /// The embedded component on an engine the embedder already has.
@@ -98,18 +135,12 @@ impl PortHost {
         limits: Limits,
         precompiled: bool,
     ) -> Result<Self> {
-        let missing = "the component needs imports this host does not give";
-        let sync_pre = sync_linker(engine)?
-            .instantiate_pre(component)
-            .context(missing)?;
-        let async_pre = async_linker(engine)?
-            .instantiate_pre(component)
-            .context(missing)?;
         Ok(PortHost {
             engine: engine.clone(),
             exports: ExportIndices::new(component)?,
-            sync_pre,
-            async_pre,
+            component: component.clone(),
+            sync_pre: OnceLock::new(),
+            async_pre: OnceLock::new(),
             limits,
             precompiled,
             live: Arc::new(AtomicUsize::new(0)),
@@ -134,6 +165,9 @@ impl PortHost {
 
     /// A fresh store and instance under `network`, for sync calls.
     ///
+    /// The first sync session links WASI for sync calls; a component that
+    /// imports what this host does not give is refused there.
+    ///
     /// Its calls work inside a tokio runtime too (each then runs on a thread
     /// of its own), but there [`PortHost::async_session`] is the better fit:
     /// it blocks no worker and its deadline covers host calls.
@@ -142,7 +176,7 @@ impl PortHost {
         let (mut store, stderr) =
             sandbox::sandboxed_store(&self.engine, network, stderr, self.limits, Calls::Sync);
         let instance = self
-            .sync_pre
+            .linked(&self.sync_pre, sync_linker)?
             .instantiate(&mut store)
             .map_err(|error| sandbox::explain(error, &self.limits))?;
         let exports = self.exports.load(&mut store, &instance)?;
@@ -151,21 +185,24 @@ impl PortHost {
 
     /// A fresh store and instance under `network`, for async calls; every
     /// call, instantiation included, ends within `limits.call_timeout`.
+    ///
+    /// The first async session links WASI for async calls; a component that
+    /// imports what this host does not give is refused there.
     pub async fn async_session(
         &self,
         network: NetworkPolicy,
         stderr: Stderr,
     ) -> Result<AsyncSession> {
         let admission = self.admit()?;
+        let pre = self.linked(&self.async_pre, async_linker)?;
         let (mut store, stderr) =
             sandbox::sandboxed_store(&self.engine, network, stderr, self.limits, Calls::Async);
         let timeout = self.limits.call_timeout;
-        let instance =
-            match tokio::time::timeout(timeout, self.async_pre.instantiate_async(&mut store)).await
-            {
-                Ok(instance) => instance.map_err(|error| sandbox::explain(error, &self.limits))?,
-                Err(_) => bail!("{}", sandbox::deadline_message(timeout)),
-            };
+        let instance = match tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await
+        {
+            Ok(instance) => instance.map_err(|error| sandbox::explain(error, &self.limits))?,
+            Err(_) => bail!("{}", sandbox::deadline_message(timeout)),
+        };
         let exports = self.exports.load(&mut store, &instance)?;
         Ok(AsyncSession::new(
             store,
@@ -174,6 +211,22 @@ impl PortHost {
             stderr,
             admission,
         ))
+    }
+
+    /// The component linked by `linker`, linked the first time it is asked
+    /// for. Two threads asking at once may both link; one result is kept.
+    fn linked<'a>(
+        &self,
+        slot: &'a OnceLock<InstancePre<State>>,
+        linker: fn(&Engine) -> Result<Linker<State>>,
+    ) -> Result<&'a InstancePre<State>> {
+        if let Some(pre) = slot.get() {
+            return Ok(pre);
+        }
+        let pre = linker(&self.engine)?
+            .instantiate_pre(&self.component)
+            .context("the component needs imports this host does not give")?;
+        Ok(slot.get_or_init(|| pre))
     }
 
     fn admit(&self) -> Result<Admission> {

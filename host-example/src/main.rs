@@ -179,7 +179,8 @@ async fn session(run: &Run) -> wasmtime::Result<AsyncSession> {
     let limits = limits(&run.sandbox);
     let host = match &run.component {
         Some(path) => PortHost::from_file(path, limits)?,
-        None => PortHost::embedded(limits)?,
+        // One component per process: no compiler needed to start it.
+        None => PortHost::embedded_load_only(limits)?,
     };
     host.async_session(network(&run.sandbox), Stderr::Inherit)
         .await

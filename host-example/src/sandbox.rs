@@ -183,6 +183,23 @@ impl ResourceLimiter for StoreLimiter {
 /// pooling allocator when `limits` ask for it), whose epoch advances every
 /// [`EPOCH_TICK`] until it is dropped.
 pub fn engine(limits: &Limits) -> Result<Engine> {
+    let engine = Engine::new(&config(limits))?;
+    start_epoch_ticker(&engine);
+    Ok(engine)
+}
+
+/// An engine like [`engine`]'s that loads precompiled code and cannot
+/// compile: it skips making Cranelift, most of an engine's making. Its epoch
+/// is not ticked yet; the caller starts the ticker once it keeps the engine.
+pub(crate) fn loading_engine(limits: &Limits) -> Result<Engine> {
+    let mut config = config(limits);
+    // What the build precompiled with (`engine_config`) stays as it was: the
+    // compiler is not one of the settings a precompiled artifact must match.
+    config.enable_compiler(false);
+    Engine::new(&config)
+}
+
+fn config(limits: &Limits) -> wasmtime::Config {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let pool = limits.pooled_instances.map(|stores| Pool {
         stores,
@@ -192,9 +209,7 @@ pub fn engine(limits: &Limits) -> Result<Engine> {
         tables: count(limits.tables),
         table_elements: limits.table_elements,
     });
-    let engine = Engine::new(&engine_config(pool))?;
-    start_epoch_ticker(&engine);
-    Ok(engine)
+    engine_config(pool)
 }
 
 /// Advances `engine`'s epoch every [`EPOCH_TICK`] on a thread of its own,
