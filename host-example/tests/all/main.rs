@@ -15,5 +15,7 @@ mod is_free_port;
 mod limits;
 mod reservations;
 mod sandbox;
+mod search_property;
 mod startup;
 mod tenants;
+mod wit_boundary;
