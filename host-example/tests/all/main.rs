@@ -8,6 +8,8 @@ mod common;
 
 mod async_api;
 mod cli;
+mod cli_fuzz;
+mod cli_processes;
 mod cli_reserve;
 mod echo_server;
 mod get_free_port;
@@ -16,6 +18,7 @@ mod limits;
 mod reservations;
 mod sandbox;
 mod search_property;
+mod several_ports;
 mod startup;
 mod tenants;
 mod wit_boundary;
