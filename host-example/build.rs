@@ -17,7 +17,7 @@ mod guests;
 use guests::fail;
 
 /// The interface the echo server imports and the component exports.
-const PORT: &str = "hbutils:network/port@0.2.0";
+const PORT: &str = "hbutils:network/port@0.3.0";
 const SERVER: &str = "hbutils:echo/server@0.1.0";
 
 fn main() {

@@ -116,6 +116,25 @@ mod component {
             Ok(to_wit_reservation(held.swap_remove(0)))
         }
 
+        fn get_free_ports(
+            ports: Option<Candidates>,
+            count: u32,
+            strict: bool,
+        ) -> Result<Vec<u16>, ErrorCode> {
+            let ports = ports.map(from_wit);
+            let mut probe = WasiProbe::default();
+            search::get_free_ports(&mut probe, ports.as_ref(), count, strict, warn).map_err(to_wit)
+        }
+
+        fn reserve_ports(
+            ports: Option<Candidates>,
+            count: u32,
+            strict: bool,
+        ) -> Result<Vec<wit::Reservation>, ErrorCode> {
+            let held = reserve(ports, count, strict)?;
+            Ok(held.into_iter().map(to_wit_reservation).collect())
+        }
+
         fn probe_port(port: u16) -> Result<PortStatus, ErrorCode> {
             search::check_port(port).map_err(to_wit)?;
             let mut probe = WasiProbe::default();

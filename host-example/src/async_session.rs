@@ -81,6 +81,35 @@ impl AsyncSession {
         .await
     }
 
+    /// `get-free-ports`: `count` distinct free ports among `ports`, in order.
+    pub async fn get_free_ports(
+        &mut self,
+        ports: Option<&Candidates>,
+        count: u32,
+        strict: bool,
+    ) -> Result<Result<Vec<u16>, ErrorCode>> {
+        self.call(async |exports, store| {
+            let func = exports.get_free_ports(store)?;
+            Ok(func.call_async(store, (ports, count, strict)).await?.0)
+        })
+        .await
+    }
+
+    /// `reserve-ports`: `count` ports held, or none at all.
+    pub async fn reserve_ports(
+        &mut self,
+        ports: Option<&Candidates>,
+        count: u32,
+        strict: bool,
+    ) -> Result<Result<Vec<Reservation>, ErrorCode>> {
+        self.call(async |exports, store| {
+            let func = exports.reserve_ports(store)?;
+            let held = func.call_async(store, (ports, count, strict)).await?.0;
+            Ok(held.map(|held| held.into_iter().map(Reservation).collect()))
+        })
+        .await
+    }
+
     /// `reservation.port`.
     pub async fn reservation_port(
         &mut self,

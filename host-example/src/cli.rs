@@ -39,10 +39,13 @@ pub enum Command {
         #[command(flatten)]
         run: Run,
     },
-    /// Print the first free port of PORTS.
+    /// Print the first free port of PORTS (with --count N, the first N
+    /// distinct free ports, one per line).
     GetFreePort {
         #[command(flatten)]
         search: Search,
+        #[command(flatten)]
+        count: Count,
         #[command(flatten)]
         run: Run,
     },
@@ -56,10 +59,13 @@ pub enum Command {
         run: Run,
     },
     /// Reserve the first free port of PORTS, print it and hold it (a
-    /// listening socket) until stdin closes, or for SECS.
+    /// listening socket) until stdin closes, or for SECS. With --count N,
+    /// reserve N ports (all or none), print one per line and hold them all.
     Reserve {
         #[command(flatten)]
         search: Search,
+        #[command(flatten)]
+        count: Count,
         /// Hold for SECS seconds instead of until stdin closes.
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
         hold_for: Option<Duration>,
@@ -90,6 +96,15 @@ pub struct Search {
     /// Fall back to a port the OS picks when none of PORTS is free.
     #[arg(long)]
     pub no_strict: bool,
+}
+
+/// How many ports to find or reserve at once.
+#[derive(Debug, Args)]
+pub struct Count {
+    /// Find or reserve N distinct ports (1 to 64512); printed one per line,
+    /// or as {"ports":[...]} with --json.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub count: Option<u32>,
 }
 
 /// How a command that runs a component runs it.
@@ -182,6 +197,11 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok()
         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
         .ok_or_else(|| format!("'{text}' is not a number of seconds"))
+}
+
+fn parse_count(text: &str) -> Result<u32, String> {
+    text.parse()
+        .map_err(|_| format!("'{text}' is not a count of ports (1 to 64512)"))
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
@@ -280,6 +300,7 @@ mod tests {
             search,
             hold_for,
             run,
+            ..
         } = parse("reserve --hold-for=1.5 8000..8100 --no-strict --json").unwrap()
         else {
             panic!("not reserve");
@@ -289,7 +310,7 @@ mod tests {
         assert_eq!(hold_for, Some(Duration::from_millis(1500)));
         assert_eq!(run.sandbox.timeout, Duration::from_secs(30));
 
-        let Command::GetFreePort { search, run } =
+        let Command::GetFreePort { search, run, .. } =
             parse("get-free-port --allow-ports=20000..20100 --timeout 2 -- 20000..20010").unwrap()
         else {
             panic!("not get-free-port");

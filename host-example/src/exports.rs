@@ -11,7 +11,7 @@ use wasmtime::{Result, Store};
 use wasmtime_wasi::p2::bindings::sockets::tcp::TcpSocket;
 
 /// The interface this host calls, and the version it was written against.
-pub const PORT_INTERFACE: &str = "hbutils:network/port@0.2.0";
+pub const PORT_INTERFACE: &str = "hbutils:network/port@0.3.0";
 
 /// A port held by a session's instance. It is freed by the session's
 /// `release` or `drop_reservation`, or by dropping the session; a
@@ -25,6 +25,8 @@ pub(crate) struct ExportIndices {
     is_free_port: ComponentExportIndex,
     get_free_port: ComponentExportIndex,
     reserve_port: ComponentExportIndex,
+    get_free_ports: ComponentExportIndex,
+    reserve_ports: ComponentExportIndex,
     probe_port: ComponentExportIndex,
     port: ComponentExportIndex,
     take_socket: ComponentExportIndex,
@@ -32,6 +34,7 @@ pub(crate) struct ExportIndices {
 }
 
 pub(crate) type CandidatesCall<'a, T> = TypedFunc<(Option<&'a Candidates>, bool), (T,)>;
+pub(crate) type CountCall<'a, T> = TypedFunc<(Option<&'a Candidates>, u32, bool), (T,)>;
 
 /// One instance's exports, typed.
 pub(crate) struct Exports {
@@ -39,6 +42,8 @@ pub(crate) struct Exports {
     /// Typed per call: its argument is borrowed for that call only.
     get_free_port: Func,
     reserve_port: Func,
+    get_free_ports: Func,
+    reserve_ports: Func,
     pub probe_port: TypedFunc<(u16,), (Result<PortStatus, ErrorCode>,)>,
     pub port: TypedFunc<(ResourceAny,), (Result<u16, ReservationError>,)>,
     pub take_socket: TypedFunc<(ResourceAny,), (Result<Resource<TcpSocket>, ReservationError>,)>,
@@ -59,6 +64,8 @@ impl ExportIndices {
             is_free_port: find("is-free-port")?,
             get_free_port: find("get-free-port")?,
             reserve_port: find("reserve-port")?,
+            get_free_ports: find("get-free-ports")?,
+            reserve_ports: find("reserve-ports")?,
             probe_port: find("probe-port")?,
             port: find("[method]reservation.port")?,
             take_socket: find("[method]reservation.take-socket")?,
@@ -75,10 +82,14 @@ impl ExportIndices {
         };
         let get_free_port = func(store, &self.get_free_port)?;
         let reserve_port = func(store, &self.reserve_port)?;
+        let get_free_ports = func(store, &self.get_free_ports)?;
+        let reserve_ports = func(store, &self.reserve_ports)?;
         let exports = Exports {
             is_free_port: func(store, &self.is_free_port)?.typed(&*store)?,
             get_free_port,
             reserve_port,
+            get_free_ports,
+            reserve_ports,
             probe_port: func(store, &self.probe_port)?.typed(&*store)?,
             port: func(store, &self.port)?.typed(&*store)?,
             take_socket: func(store, &self.take_socket)?.typed(&*store)?,
@@ -87,6 +98,8 @@ impl ExportIndices {
         // Checked here once, so that a mistyped component fails at start.
         exports.get_free_port(store)?;
         exports.reserve_port(store)?;
+        exports.get_free_ports(store)?;
+        exports.reserve_ports(store)?;
         Ok(exports)
     }
 }
@@ -104,5 +117,19 @@ impl Exports {
         store: &Store<State>,
     ) -> Result<CandidatesCall<'a, Result<ResourceAny, ErrorCode>>> {
         self.reserve_port.typed(store)
+    }
+
+    pub fn get_free_ports<'a>(
+        &self,
+        store: &Store<State>,
+    ) -> Result<CountCall<'a, Result<Vec<u16>, ErrorCode>>> {
+        self.get_free_ports.typed(store)
+    }
+
+    pub fn reserve_ports<'a>(
+        &self,
+        store: &Store<State>,
+    ) -> Result<CountCall<'a, Result<Vec<ResourceAny>, ErrorCode>>> {
+        self.reserve_ports.typed(store)
     }
 }

@@ -8,7 +8,7 @@ mod report;
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Command, Run, Sandbox};
 use port_host::{AsyncSession, EchoServer, ErrorCode, Limits, NetworkPolicy, PortHost, Stderr};
-use report::{Failure, Freedom, Port, Probe};
+use report::{Failure, Freedom, Port, Ports, Probe};
 use serde::Serialize;
 use std::fmt::Display;
 use std::io::{self, Write};
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> wasmtime::Result<ExitCode> {
     match command {
         Command::IsFreePort { port, run } => {
-            let answer = session(&run).await?.is_free_port(port).await?;
+            let answer = session(&run, 0).await?.is_free_port(port).await?;
             Ok(match answer {
                 Ok(free) => {
                     print(&run.sandbox, &Freedom { port, free })?;
@@ -56,42 +56,65 @@ async fn run(command: Command) -> wasmtime::Result<ExitCode> {
                 Err(error) => component_error(&run.sandbox, &error),
             })
         }
-        Command::GetFreePort { search, run } => {
+        Command::GetFreePort { search, count, run } => {
             let ports = search.ports.as_ref();
-            let answer = session(&run)
-                .await?
-                .get_free_port(ports, !search.no_strict)
-                .await?;
-            answered(&run.sandbox, answer.map(|port| Port { port }))
+            let strict = !search.no_strict;
+            let mut session = session(&run, 0).await?;
+            match count.count {
+                None => {
+                    let answer = session.get_free_port(ports, strict).await?;
+                    answered(&run.sandbox, answer.map(|port| Port { port }))
+                }
+                Some(count) => {
+                    let answer = session.get_free_ports(ports, count, strict).await?;
+                    answered(&run.sandbox, answer.map(|ports| Ports { ports }))
+                }
+            }
         }
         Command::ProbePort { port, run } => {
-            let answer = session(&run).await?.probe_port(port).await?;
+            let answer = session(&run, 0).await?.probe_port(port).await?;
             answered(&run.sandbox, answer.map(|status| Probe::new(port, status)))
         }
         Command::Reserve {
             search,
+            count,
             hold_for,
             run,
         } => {
-            let mut session = session(&run).await?;
-            let reservation = match session
-                .reserve_port(search.ports.as_ref(), !search.no_strict)
-                .await?
-            {
-                Ok(reservation) => reservation,
+            let (ports, strict) = (search.ports.as_ref(), !search.no_strict);
+            let mut session = session(&run, count.count.unwrap_or(1)).await?;
+            let reservations = match count.count {
+                None => session
+                    .reserve_port(ports, strict)
+                    .await?
+                    .map(|one| vec![one]),
+                Some(count) => session.reserve_ports(ports, count, strict).await?,
+            };
+            let reservations = match reservations {
+                Ok(reservations) => reservations,
                 Err(error) => return Ok(component_error(&run.sandbox, &error)),
             };
-            let port = match session.reservation_port(&reservation).await? {
-                Ok(port) => port,
-                Err(error) => wasmtime::bail!("a fresh reservation has already ended ({error:?})"),
-            };
-            print(&run.sandbox, &Port { port })?;
+            let mut held = Vec::with_capacity(reservations.len());
+            for reservation in &reservations {
+                match session.reservation_port(reservation).await? {
+                    Ok(port) => held.push(port),
+                    Err(error) => {
+                        wasmtime::bail!("a fresh reservation has already ended ({error:?})")
+                    }
+                }
+            }
+            match count.count {
+                None => print(&run.sandbox, &Port { port: held[0] })?,
+                Some(_) => print(&run.sandbox, &Ports { ports: held })?,
+            }
             match hold_for {
                 Some(duration) => tokio::time::sleep(duration).await,
                 None => stdin_closed().await,
             }
-            if let Err(error) = session.release(&reservation).await? {
-                wasmtime::bail!("the reservation ended before its release ({error:?})");
+            for reservation in &reservations {
+                if let Err(error) = session.release(reservation).await? {
+                    wasmtime::bail!("the reservation ended before its release ({error:?})");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -175,8 +198,11 @@ fn limits(sandbox: &Sandbox) -> Limits {
     }
 }
 
-async fn session(run: &Run) -> wasmtime::Result<AsyncSession> {
-    let limits = limits(&run.sandbox);
+/// A session whose store may hold `reservations` reservations at once (each
+/// a live resource) beyond what every session may.
+async fn session(run: &Run, reservations: u32) -> wasmtime::Result<AsyncSession> {
+    let mut limits = limits(&run.sandbox);
+    limits.resources = limits.resources.max(reservations as usize + 16);
     let host = match &run.component {
         Some(path) => PortHost::from_file(path, limits)?,
         // One component per process: no compiler needed to start it.

@@ -18,6 +18,13 @@ pub struct Port {
     pub port: u16,
 }
 
+/// Several ports found or reserved: one per line, or `{"ports":[...]}`, an
+/// object like every other answer, so a reader can tell it from a failure.
+#[derive(Serialize)]
+pub struct Ports {
+    pub ports: Vec<u16>,
+}
+
 /// `probe-port`'s answer.
 #[derive(Serialize)]
 pub struct Probe {
@@ -44,6 +51,18 @@ impl fmt::Display for Freedom {
 impl fmt::Display for Port {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.port)
+    }
+}
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, port) in self.ports.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{port}")?;
+        }
+        Ok(())
     }
 }
 

@@ -68,6 +68,33 @@ impl Session {
         })
     }
 
+    /// `get-free-ports`: `count` distinct free ports among `ports`, in order.
+    pub fn get_free_ports(
+        &mut self,
+        ports: Option<&Candidates>,
+        count: u32,
+        strict: bool,
+    ) -> Result<Result<Vec<u16>, ErrorCode>> {
+        self.call(|exports, store| {
+            let func = exports.get_free_ports(store)?;
+            Ok(func.call(store, (ports, count, strict))?.0)
+        })
+    }
+
+    /// `reserve-ports`: `count` ports held, or none at all.
+    pub fn reserve_ports(
+        &mut self,
+        ports: Option<&Candidates>,
+        count: u32,
+        strict: bool,
+    ) -> Result<Result<Vec<Reservation>, ErrorCode>> {
+        self.call(|exports, store| {
+            let func = exports.reserve_ports(store)?;
+            let held = func.call(store, (ports, count, strict))?.0;
+            Ok(held.map(|held| held.into_iter().map(Reservation).collect()))
+        })
+    }
+
     /// `reservation.port`.
     pub fn reservation_port(
         &mut self,

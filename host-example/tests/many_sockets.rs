@@ -143,3 +143,31 @@ fn two_hundred_tenants_each_reserve_their_whole_block_and_nothing_else() {
     drop(tenants);
     assert!(every.into_iter().all(natively_free));
 }
+
+#[test]
+fn reserve_ports_holds_a_thousand_ports_in_one_call_and_frees_them_with_the_session() {
+    const COUNT: u16 = 1000;
+    allow_open_files(4 * u64::from(COUNT));
+    let start = free_block(COUNT);
+    // A reservation is a live resource; the default quota is 1,000 per store.
+    let limits = Limits {
+        resources: 2 * usize::from(COUNT),
+        ..Limits::default()
+    };
+    let host = PortHost::embedded(limits).unwrap();
+    let mut session = host
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
+        .unwrap();
+    let held = session
+        .reserve_ports(Some(&block(start, COUNT)), COUNT.into(), true)
+        .unwrap()
+        .unwrap();
+    let ports: Vec<u16> = held
+        .iter()
+        .map(|reservation| session.reservation_port(reservation).unwrap().unwrap())
+        .collect();
+    assert_eq!(ports, (start..start + COUNT).collect::<Vec<_>>());
+    assert!(ports.iter().all(|&port| !natively_free(port)));
+    drop(session);
+    assert!(ports.into_iter().all(natively_free));
+}

@@ -18,6 +18,7 @@ mod limits;
 mod reservations;
 mod sandbox;
 mod search_property;
+mod several_ports;
 mod startup;
 mod tenants;
 mod wit_boundary;

@@ -17,7 +17,7 @@ wit_bindgen::generate!({
     path: ["../../wit", "wit"],
     world: "test:escape/escape",
     with: {
-        "hbutils:network/port@0.2.0": generate,
+        "hbutils:network/port@0.3.0": generate,
         "wasi:sockets/tcp@0.2.12": wasi::sockets::tcp,
         "wasi:sockets/network@0.2.12": wasi::sockets::network,
         "wasi:io/poll@0.2.12": wasi::io::poll,
@@ -204,6 +204,18 @@ impl port::Guest for Escape {
     }
 
     fn reserve_port(_: Option<Candidates>, _: bool) -> Result<port::Reservation, PortError> {
+        Err(PortError::Other("hostile".into()))
+    }
+
+    fn get_free_ports(_: Option<Candidates>, _: u32, _: bool) -> Result<Vec<u16>, PortError> {
+        Err(PortError::Other("hostile".into()))
+    }
+
+    fn reserve_ports(
+        _: Option<Candidates>,
+        _: u32,
+        _: bool,
+    ) -> Result<Vec<port::Reservation>, PortError> {
         Err(PortError::Other("hostile".into()))
     }
 
