@@ -61,11 +61,30 @@ mod native {
         socket
     }
 
+    /// As the component searches: one socket tried on candidate after
+    /// candidate while their binds fail (a failed bind leaves it unbound and
+    /// usable), then the [::1] check on the one that binds.
     pub fn get_free_port(ports: impl IntoIterator<Item = u16>) -> u16 {
-        ports
-            .into_iter()
-            .find(|&p| is_free(p))
-            .unwrap_or_else(os_chosen)
+        let mut socket: Option<Socket> = None;
+        for port in ports {
+            let addr: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
+            let unbound = match socket.take() {
+                Some(socket) => socket,
+                None => {
+                    let fresh =
+                        Socket::new(Domain::IPV4, Type::STREAM.nonblocking(), None).unwrap();
+                    fresh.set_reuse_address(true).unwrap();
+                    fresh
+                }
+            };
+            match unbound.bind(&addr.into()) {
+                Ok(()) if ipv6_allows(port) => return port,
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AddrInUse => socket = Some(unbound),
+                Err(e) => panic!("bind: {e}"),
+            }
+        }
+        os_chosen()
     }
 }
 

@@ -173,7 +173,14 @@ pub fn one_line(error: &clap::Error) -> String {
             format!("a command is needed ({COMMANDS}); see --help")
         }
         ErrorKind::MissingRequiredArgument => {
-            let command = std::env::args().nth(1).unwrap_or_default();
+            // The usage line names the subcommand that was parsed:
+            // "Usage: port-host is-free-port <PORT>".
+            let usage = match error.get(ContextKind::Usage) {
+                Some(ContextValue::StyledStr(usage)) => usage.to_string(),
+                _ => String::new(),
+            };
+            let mut words = usage.split_whitespace().skip_while(|w| *w != "port-host");
+            let command = words.nth(1).unwrap_or("the command");
             let missing = context(ContextKind::InvalidArg);
             format!("{command} needs a {}", missing.trim_matches(['<', '>']))
         }
