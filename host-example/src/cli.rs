@@ -156,6 +156,10 @@ const COMMANDS: &str =
 /// clap's error as the one line our error contract promises, naming the
 /// culprit the way the rest of `port-host` does.
 pub fn one_line(error: &clap::Error) -> String {
+    crate::report::single_line(&message(error))
+}
+
+fn message(error: &clap::Error) -> String {
     let context = |kind: ContextKind| match error.get(kind) {
         Some(ContextValue::String(value)) => value.clone(),
         Some(ContextValue::Strings(values)) => values.join(", "),
@@ -391,10 +395,8 @@ mod tests {
     /// knows, numbers of every size, ranges and lists, and any text at all.
     fn argument() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
-        // Any text: other scripts, control characters, NULs. Not line
-        // breaks: `one_line` echoes the culprit as given, so one inside it
-        // breaks the line (a known defect, to be fixed there).
-        let text = || any::<String>().prop_map(|text| text.replace(['\n', '\r'], "\u{fffd}"));
+        // Any text: other scripts, control characters, NULs, line breaks.
+        let text = || any::<String>();
         let word = prop::sample::select(vec![
             "is-free-port",
             "get-free-port",

@@ -222,18 +222,7 @@ fn fail(json: Option<&Failure>, message: &str) -> ExitCode {
     if let Some(failure) = json {
         let _ = print_json(failure);
     }
-    // The message may quote the user's argument, which may hold a line
-    // break; the contract is one line, so control characters are escaped.
-    let line: String = message
-        .chars()
-        .flat_map(|c| {
-            let escaped = c.is_control().then(|| c.escape_default());
-            escaped
-                .into_iter()
-                .flatten()
-                .chain((!c.is_control()).then_some(c))
-        })
-        .collect();
+    let line = report::single_line(message);
     eprintln!("error: {line}");
     ExitCode::from(EXIT_ERROR)
 }

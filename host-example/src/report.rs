@@ -126,3 +126,16 @@ fn family_status_name(status: FamilyStatus) -> &'static str {
         FamilyStatus::Unsupported => "unsupported",
     }
 }
+
+/// `text` on one line: a message may quote the user's argument, which may
+/// hold a line break, and the error contract is one line, so control
+/// characters are shown escaped.
+pub fn single_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            let plain = (!c.is_control()).then_some(c);
+            escaped.into_iter().flatten().chain(plain)
+        })
+        .collect()
+}
