@@ -178,11 +178,10 @@ impl AsyncSession {
         if let Some(why) = &self.ended {
             bail!("this session has ended: {why}");
         }
-        let timeout = self.limits.call_timeout;
-        match tokio::time::timeout(timeout, export(&self.exports, &mut self.store)).await {
-            Ok(result) => result.map_err(|error| sandbox::explain(error, &self.limits)),
-            Err(_) => {
-                let why = sandbox::deadline_message(timeout);
+        let call = export(&self.exports, &mut self.store);
+        match sandbox::within_deadline(&self.limits, call).await {
+            Ok(result) => result,
+            Err(why) => {
                 self.ended = Some(why.clone());
                 bail!("{why}")
             }

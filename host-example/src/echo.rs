@@ -2,10 +2,10 @@
 //! consumer of `hbutils:network/port` whose only imports are WASI, run in the
 //! same sandbox as the component itself, on the async path.
 
-use crate::host::async_linker;
+use crate::host::{async_linker, load_built};
 use crate::sandbox::{self, Calls, Limits, State, Stderr};
 use crate::{Candidates, ErrorCode, NetworkPolicy};
-use wasmtime::component::{Component, TypedFunc};
+use wasmtime::component::TypedFunc;
 use wasmtime::error::Context;
 use wasmtime::{Result, Store, bail};
 
@@ -37,12 +37,7 @@ impl EchoServer {
         limits: Limits,
     ) -> Result<Result<EchoServer, ErrorCode>> {
         let engine = sandbox::engine(&limits)?;
-        // SAFETY: `PRECOMPILED` is this build's own output for this wasmtime
-        // and `engine_config`; wasmtime still refuses a mismatch.
-        let component = match unsafe { Component::deserialize(&engine, PRECOMPILED) } {
-            Ok(component) => component,
-            Err(_) => Component::new(&engine, ECHO_COMPONENT)?,
-        };
+        let (component, _) = load_built(&engine, PRECOMPILED, ECHO_COMPONENT)?;
         let (mut store, _) =
             sandbox::sandboxed_store(&engine, network, Stderr::Inherit, limits, Calls::Async);
         let linker = async_linker(&engine)?;
@@ -68,9 +63,9 @@ impl EchoServer {
             let (started,) = start.call_async(&mut store, (ports, strict)).await?;
             wasmtime::Result::Ok((started, serve))
         };
-        let (started, serve) = match tokio::time::timeout(limits.call_timeout, starting).await {
-            Ok(started) => started.map_err(|error| sandbox::explain(error, &limits))?,
-            Err(_) => bail!("{}", sandbox::deadline_message(limits.call_timeout)),
+        let (started, serve) = match sandbox::within_deadline(&limits, starting).await {
+            Ok(started) => started?,
+            Err(late) => bail!("{late}"),
         };
         Ok(started.map(|port| EchoServer { store, serve, port }))
     }

@@ -78,13 +78,12 @@ impl PortHost {
     /// ```
     pub fn embedded_load_only(limits: Limits) -> Result<Self> {
         let engine = sandbox::loading_engine(&limits)?;
-        // SAFETY: as in `on_engine`.
-        match unsafe { Component::deserialize(&engine, PRECOMPILED) } {
-            Ok(component) => {
+        match precompiled(&engine, PRECOMPILED) {
+            Some(component) => {
                 sandbox::start_epoch_ticker(&engine);
                 Self::instantiable(&engine, &component, limits, true)
             }
-            Err(_) => Self::embedded(limits),
+            None => Self::embedded(limits),
         }
     }
 
@@ -98,15 +97,7 @@ impl PortHost {
     /// is compiled here. `limits.pooled_instances` is the engine's business
     /// and is ignored.
     pub fn on_engine(engine: &Engine, limits: Limits) -> Result<Self> {
-        // SAFETY: `PRECOMPILED` is what this build's script made with this
-        // wasmtime and `engine_config`, never outside input; wasmtime still
-        // checks its version and settings and refuses a mismatch.
-        let (component, precompiled) = match unsafe { Component::deserialize(engine, PRECOMPILED) }
-        {
-            Ok(component) => (component, true),
-            // Another engine configuration, or a CPU the build's code does not suit.
-            Err(_) => (Component::new(engine, COMPONENT)?, false),
-        };
+        let (component, precompiled) = load_built(engine, PRECOMPILED, COMPONENT)?;
         Self::instantiable(engine, &component, limits, precompiled)
     }
 
@@ -197,12 +188,11 @@ impl PortHost {
         let pre = self.linked(&self.async_pre, async_linker)?;
         let (mut store, stderr) =
             sandbox::sandboxed_store(&self.engine, network, stderr, self.limits, Calls::Async);
-        let timeout = self.limits.call_timeout;
-        let instance = match tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await
-        {
-            Ok(instance) => instance.map_err(|error| sandbox::explain(error, &self.limits))?,
-            Err(_) => bail!("{}", sandbox::deadline_message(timeout)),
-        };
+        let instance =
+            match sandbox::within_deadline(&self.limits, pre.instantiate_async(&mut store)).await {
+                Ok(instance) => instance?,
+                Err(late) => bail!("{late}"),
+            };
         let exports = self.exports.load(&mut store, &instance)?;
         Ok(AsyncSession::new(
             store,
@@ -240,6 +230,25 @@ impl PortHost {
             Ok(_) => Ok(Admission(self.live.clone())),
             Err(_) => bail!("this host already runs its limit of {bound} sessions"),
         }
+    }
+}
+
+/// `bytes`, native code this build's script made, on `engine`, when the
+/// engine accepts it.
+fn precompiled(engine: &Engine, bytes: &[u8]) -> Option<Component> {
+    // SAFETY: `bytes` is what this build's script made with this wasmtime and
+    // `engine_config`, never outside input; wasmtime still checks its
+    // version and settings and refuses a mismatch.
+    unsafe { Component::deserialize(engine, bytes) }.ok()
+}
+
+/// A component the build embedded: its native code when `engine` accepts it
+/// (and `true`), else compiled here from `wasm` (another engine
+/// configuration, or a CPU the build's code does not suit).
+pub(crate) fn load_built(engine: &Engine, native: &[u8], wasm: &[u8]) -> Result<(Component, bool)> {
+    match precompiled(engine, native) {
+        Some(component) => Ok((component, true)),
+        None => Ok((Component::new(engine, wasm)?, false)),
     }
 }
 

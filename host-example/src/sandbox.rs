@@ -282,6 +282,19 @@ pub fn sandboxed_store(
     (store, captured)
 }
 
+/// Runs `call` within `limits.call_timeout`, a host call included: its
+/// result with any bound it ran into named (see [`explain`]), or, past the
+/// deadline, `Err` with the line that says so.
+pub(crate) async fn within_deadline<T>(
+    limits: &Limits,
+    call: impl Future<Output = Result<T>>,
+) -> std::result::Result<Result<T>, String> {
+    match tokio::time::timeout(limits.call_timeout, call).await {
+        Ok(result) => Ok(result.map_err(|error| explain(error, limits))),
+        Err(_) => Err(deadline_message(limits.call_timeout)),
+    }
+}
+
 /// `timeout` in epoch ticks, at least one.
 pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
