@@ -7,8 +7,6 @@
 
 pub mod reservation;
 pub mod search;
-#[cfg(all(test, not(target_arch = "wasm32")))]
-mod search_oracle;
 
 #[cfg(target_arch = "wasm32")]
 mod probe;

@@ -1,15 +1,12 @@
-//! The search rules of [`crate::search`], checked against an oracle.
+//! The search rules of `hbutils_port::search`, checked against the shared
+//! oracle (`tests/search-oracle`) over a simulated host.
 //!
-//! The oracle does everything the slow, obvious way: it materialises Python's
-//! `range(start, end, step)` into a `Vec` by stepping until the bound, keeps
-//! the ports >= 1024, and scans for the first free one. It shares nothing with
-//! `search.rs` but the public types, so a rule broken there (the floor, the
-//! walk of a descending range, the strict fallback, a message) shows up as a
-//! disagreement. Each case draws a range (any `u32` bounds, any `i32` step) or
-//! a list (empty up to 65,536 entries), a strict flag, held ports and, now and
-//! then, a port or an OS choice the host refuses; the real search and the
-//! oracle must agree on the port, the error and its text, the warning, and
-//! every port asked about, in order.
+//! Each case draws a range (any `u32` bounds, any `i32` step) or a list
+//! (empty up to 65,536 entries), a strict flag, held ports and, now and then,
+//! a port or an OS choice the host refuses; the real search and the oracle
+//! must agree on the port, the error and its text, the warning, and every
+//! port asked about, in order. The same oracle checks the real component
+//! through wasmtime in `host-example/tests/all/search_property.rs`.
 //!
 //! Every property runs 10,000 cases unless `PROPTEST_CASES` says otherwise
 //! (about 1 s in release, 17 s in debug, on two cores). Before changing the
@@ -17,167 +14,52 @@
 //! release on two cores):
 //!
 //! ```sh
-//! PROPTEST_CASES=1000000 cargo test --release -p hbutils-port search_oracle
+//! PROPTEST_CASES=1000000 cargo test --release -p hbutils-port --test search_property
 //! ```
+#![cfg(not(target_arch = "wasm32"))]
 
-use crate::search::{Candidates, Error, NextFit, Probe, Take, get_free_port};
+use hbutils_port::search::{Candidates, Error, NextFit, Probe, Take, get_free_port};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+use search_oracle::{self as oracle, Found};
 
-/// The rules written out as hbutils and the README state them.
-///
-/// Texts and limits are literals, not `search.rs`'s constants: a reworded
-/// warning or message is a change callers see, so it must fail here too.
-mod oracle {
-    use super::{Candidates, Error};
-
-    const FLOOR: u16 = 1024;
-    const HIGHEST_BOUND: u32 = 65536;
-    const WARNING: &str =
-        "warning: no usable ports (>= 1024) were given, so strict mode is disabled\n";
-
-    /// What one search did, as seen from outside.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct Outcome {
-        pub found: Result<u16, Error>,
-        pub warning: Option<String>,
-        /// Every port the search asked the host about, in order.
-        pub probed: Vec<u16>,
+/// The oracle's view of the candidates.
+fn as_oracle(ports: &Candidates) -> oracle::Ports {
+    match *ports {
+        Candidates::Range { start, end, step } => oracle::Ports::Range { start, end, step },
+        Candidates::Explicit(ref list) => oracle::Ports::List(list.clone()),
     }
+}
 
-    /// Every value of Python's `range(start, end, step)`, or why the range
-    /// cannot name ports.
-    pub fn python_range(start: u32, end: u32, step: i32) -> Result<Vec<u16>, Error> {
-        let invalid = |why: &str| {
-            Err(Error::InvalidArgument(format!(
-                "range({start}, {end}, {step}): {why}"
-            )))
-        };
-        if step == 0 {
-            return invalid("step must not be zero");
-        }
-        if start > HIGHEST_BOUND || end > HIGHEST_BOUND {
-            return invalid("start and end must be at most 65536");
-        }
-        let (end, step) = (i64::from(end), i64::from(step));
-        let mut values = Vec::new();
-        let mut value = i64::from(start);
-        while (step > 0 && value < end) || (step < 0 && value > end) {
-            values.push(value);
-            value += step;
-        }
-        // Bounds are at most 65536, so only a descending range's first value
-        // can miss the port numbers; the rule is stated as "every value is a
-        // port" so that it does not depend on that argument.
-        if values.iter().any(|&v| v > i64::from(u16::MAX)) {
-            return invalid("a descending range must start at 65535 or below");
-        }
-        Ok(values.into_iter().map(|v| v as u16).collect())
+/// The oracle's answer as the search states it; `os_choice` is what the
+/// simulated OS says when the oracle falls back to it.
+fn as_result(
+    found: Found<Error>,
+    os_choice: impl FnOnce() -> Result<u16, Error>,
+) -> Result<u16, Error> {
+    match found {
+        Found::Port(port) => Ok(port),
+        Found::OsChoice => os_choice(),
+        Found::NoFreePort(message) => Err(Error::NoFreePort(message)),
+        Found::InvalidArgument(message) => Err(Error::InvalidArgument(message)),
+        Found::Failed(error) => Err(error),
     }
+}
 
-    /// Every candidate in the caller's order, unfiltered.
-    pub fn candidates(ports: Option<&Candidates>) -> Result<Vec<u16>, Error> {
-        match ports {
-            None => Ok(Vec::new()),
-            Some(&Candidates::Range { start, end, step }) => python_range(start, end, step),
-            Some(Candidates::Explicit(list)) => Ok(list.clone()),
-        }
-    }
+/// What one search did, compared field by field.
+#[derive(Debug)]
+struct Seen {
+    found: Result<u16, Error>,
+    warning: Option<String>,
+    probed: Vec<u16>,
+}
 
-    pub fn usable(ports: &[u16]) -> Vec<u16> {
-        ports.iter().copied().filter(|&p| p >= FLOOR).collect()
-    }
-
-    /// Python's `repr`, except that a list past ten entries is cut.
-    fn shown(ports: &Candidates) -> String {
-        match ports {
-            Candidates::Range {
-                start,
-                end,
-                step: 1,
-            } => format!("range({start}, {end})"),
-            Candidates::Range { start, end, step } => format!("range({start}, {end}, {step})"),
-            // `Debug` of a `u16` slice is Python's list repr: "[1, 2, 3]".
-            Candidates::Explicit(list) if list.len() <= 10 => format!("{list:?}"),
-            Candidates::Explicit(list) => {
-                let head = format!("{:?}", &list[..10]);
-                let open = head.strip_suffix(']').expect("a list repr ends in ]");
-                format!("{open}, ...] ({} ports)", list.len())
-            }
-        }
-    }
-
-    /// hbutils' `get_free_port`: `is_free` answers for one port (or fails,
-    /// which ends the search), `os_choice` is the fallback.
-    pub fn search(
-        ports: Option<&Candidates>,
-        strict: bool,
-        is_free: impl FnMut(u16) -> Result<bool, Error>,
-        os_choice: impl FnOnce() -> Result<u16, Error>,
-    ) -> Outcome {
-        search_from(ports, strict, 0, is_free, os_choice).0
-    }
-
-    /// `reserve-port`: the same search, but the candidates are tried from
-    /// the one at index `from` to the last and then from the first, as a
-    /// reservation continues after the candidate the previous one took. Also
-    /// returns the index after the candidate taken, if one was.
-    pub fn search_from(
-        ports: Option<&Candidates>,
-        strict: bool,
-        from: usize,
-        mut is_free: impl FnMut(u16) -> Result<bool, Error>,
-        os_choice: impl FnOnce() -> Result<u16, Error>,
-    ) -> (Outcome, Option<usize>) {
-        let all = match candidates(ports) {
-            Ok(all) => all,
-            Err(invalid) => {
-                let outcome = Outcome {
-                    found: Err(invalid),
-                    warning: None,
-                    probed: Vec::new(),
-                };
-                return (outcome, None);
-            }
-        };
-        let warning = (strict && usable(&all).is_empty()).then(|| WARNING.to_owned());
-        let strict = strict && warning.is_none();
-        let from = if from < all.len() { from } else { 0 };
-        let mut order: Vec<usize> = (from..all.len()).collect();
-        order.extend(0..from);
-        let mut probed = Vec::new();
-        for index in order {
-            let port = all[index];
-            if port < FLOOR {
-                continue;
-            }
-            probed.push(port);
-            match is_free(port) {
-                Ok(false) => {}
-                answer => {
-                    let next = answer.is_ok().then_some((index + 1) % all.len());
-                    let outcome = Outcome {
-                        found: answer.map(|_| port),
-                        warning,
-                        probed,
-                    };
-                    return (outcome, next);
-                }
-            }
-        }
-        let found = match ports {
-            Some(ports) if strict => Err(Error::NoFreePort(format!(
-                "No free port can be allocated within {}",
-                shown(ports)
-            ))),
-            _ => os_choice(),
-        };
-        let outcome = Outcome {
-            found,
-            warning,
-            probed,
-        };
-        (outcome, None)
+/// What the oracle says the search must do.
+fn expect(outcome: oracle::Outcome<Error>, os_choice: impl FnOnce() -> Result<u16, Error>) -> Seen {
+    Seen {
+        found: as_result(outcome.found, os_choice),
+        warning: outcome.warning.map(str::to_owned),
+        probed: outcome.probed,
     }
 }
 
@@ -348,7 +230,7 @@ struct Host {
 
 impl Host {
     fn world(&self, ports: Option<&Candidates>) -> World {
-        let usable = oracle::candidates(ports)
+        let usable = oracle::candidates(ports.map(as_oracle).as_ref())
             .map(|all| oracle::usable(&all))
             .unwrap_or_default();
         let mut held = PortSet::new();
@@ -490,11 +372,7 @@ fn config() -> ProptestConfig {
 
 /// Compares two outcomes without printing 65,536 probed ports; `search`
 /// names which of several searches in a case disagreed.
-fn agree(
-    search: usize,
-    real: &oracle::Outcome,
-    expected: &oracle::Outcome,
-) -> Result<(), TestCaseError> {
+fn agree(search: usize, real: &Seen, expected: &Seen) -> Result<(), TestCaseError> {
     // prop_assert_eq! prints `left` (search.rs) and `right` (the oracle).
     prop_assert_eq!(
         &real.found,
@@ -541,19 +419,16 @@ fn check_looking(place: &Where, host: &Host, strict: bool) -> Result<(), TestCas
     let found = get_free_port(&mut probe, ports.as_ref(), strict, |w| {
         warning = Some(w.to_owned())
     });
-    let real = oracle::Outcome {
+    let real = Seen {
         found,
         warning,
         probed: probe.probed,
     };
 
-    let expected = oracle::search(
-        ports.as_ref(),
-        strict,
-        |port| world.is_free(port),
-        || world.os_choice(OS_PORT),
-    );
-    agree(0, &real, &expected)
+    let expected = oracle::search(ports.as_ref().map(as_oracle).as_ref(), strict, |port| {
+        world.is_free(port)
+    });
+    agree(0, &real, &expect(expected, || world.os_choice(OS_PORT)))
 }
 
 /// Several reservations in a row over the same candidates, each with its own
@@ -561,6 +436,7 @@ fn check_looking(place: &Where, host: &Host, strict: bool) -> Result<(), TestCas
 /// continuing after the candidate the one before it took.
 fn check_taking(place: &Where, host: &Host, stricts: &[bool]) -> Result<(), TestCaseError> {
     let ports = place.candidates();
+    let oracle_ports = ports.as_ref().map(as_oracle);
     let world = host.world(ports.as_ref());
     let mut holder = Holding {
         world: &world,
@@ -581,19 +457,16 @@ fn check_taking(place: &Where, host: &Host, stricts: &[bool]) -> Result<(), Test
                 warning = Some(w.to_owned())
             })
             .map(|mut taken| taken.remove(0));
-        let real = oracle::Outcome {
+        let real = Seen {
             found,
             warning,
             probed: holder.probed.clone(),
         };
 
-        let (expected, next) = oracle::search_from(
-            ports.as_ref(),
-            strict,
-            from,
-            |port| Ok(world.is_free(port)? && !taken.contains(port)),
-            || world.os_choice(os_taken + 1),
-        );
+        let (expected, next) = oracle::search_from(oracle_ports.as_ref(), strict, from, |port| {
+            Ok(world.is_free(port)? && !taken.contains(port))
+        });
+        let expected = expect(expected, || world.os_choice(os_taken + 1));
         agree(search, &real, &expected)?;
         if let Some(next) = next {
             from = next;
@@ -628,38 +501,4 @@ proptest! {
     ) {
         check_taking(&place, &host, &stricts)?;
     }
-}
-
-/// The oracle is only as good as its `range`: these are CPython's answers.
-#[test]
-fn oracle_range_is_pythons_range() {
-    let cases: [(_, &[u16]); 11] = [
-        ((10, 0, -3), &[10, 7, 4, 1]),
-        ((0, 10, 3), &[0, 3, 6, 9]),
-        ((1030, 1020, -4), &[1030, 1026, 1022]),
-        ((65535, 65530, -2), &[65535, 65533, 65531]),
-        ((5, 5, -1), &[]),
-        ((3, 9, -2), &[]),
-        ((9, 3, 2), &[]),
-        ((0, 65536, 40000), &[0, 40000]),
-        ((65535, 0, i32::MIN), &[65535]),
-        ((1, 65536, i32::MAX), &[1]),
-        ((65536, 65536, -1), &[]),
-    ];
-    for ((start, end, step), python) in cases {
-        assert_eq!(
-            oracle::python_range(start, end, step).as_deref(),
-            Ok(python),
-            "range({start}, {end}, {step})"
-        );
-    }
-    assert_eq!(
-        oracle::python_range(0, 65536, 1).map(|r| r.len()),
-        Ok(65536)
-    );
-    // CPython yields 65536 here, which is no port.
-    assert!(matches!(
-        oracle::python_range(65536, 65535, -1),
-        Err(Error::InvalidArgument(_))
-    ));
 }
