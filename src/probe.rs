@@ -30,6 +30,17 @@ use wasi::sockets::tcp_create_socket::create_tcp_socket;
 /// collision is already unlikely.
 const OS_CHOICE_ATTEMPTS: usize = 8;
 
+/// The first step of taking a port the OS picks: bound on 127.0.0.1:0. `None`
+/// when the OS has no port left to bind (Linux's `bind` fails with
+/// address-in-use once its ephemeral range is used up).
+fn bind_os_chosen(probe: &mut WasiProbe) -> Result<Option<(u16, TcpSocket)>, Error> {
+    match probe.bind_loopback(IpAddressFamily::Ipv4, 0) {
+        Ok(socket) => Ok(Some((port_of(&socket)?, socket))),
+        Err(ErrorCode::AddressInUse) => Ok(None),
+        Err(code) => Err(to_error(code)),
+    }
+}
+
 thread_local! {
     /// The instance's network handle, fetched once: every host call a probe
     /// saves is time saved on each of the thousands of ports a search may try.
@@ -178,17 +189,24 @@ impl Probe for WasiProbe {
         }
     }
 
-    fn os_chosen(&mut self) -> Result<u16, Error> {
+    /// The hold is the socket bound to the port on 127.0.0.1: while it is
+    /// bound, the OS picks other ports.
+    type Hold = TcpSocket;
+
+    fn os_chosen(&mut self) -> Result<Option<(u16, TcpSocket)>, Error> {
+        // A port held on [::1] stays bound here until this pick is over, so
+        // that the OS does not offer it again in the next attempt.
+        let mut refused = Vec::new();
         for _ in 0..OS_CHOICE_ATTEMPTS {
-            let socket = self
-                .bind_loopback(IpAddressFamily::Ipv4, 0)
-                .map_err(to_error)?;
-            let port = port_of(&socket)?;
+            let Some((port, socket)) = bind_os_chosen(self)? else {
+                return Ok(None);
+            };
             if self.ipv6_allows(port)? {
-                return Ok(port);
+                return Ok(Some((port, socket)));
             }
+            refused.push(socket);
         }
-        Err(Error::Other(ErrorCode::AddressInUse.name().into()))
+        Ok(None)
     }
 }
 
@@ -263,25 +281,25 @@ impl Take for WasiReserver {
         }
     }
 
-    fn take_os_chosen(&mut self) -> Result<Listener, Error> {
+    fn take_os_chosen(&mut self) -> Result<Option<Listener>, Error> {
         // As `take`, with the port the OS binds: bind, check [::1], listen.
+        let mut refused = Vec::new();
         for _ in 0..OS_CHOICE_ATTEMPTS {
-            let socket = self
-                .probe
-                .bind_loopback(IpAddressFamily::Ipv4, 0)
-                .map_err(to_error)?;
-            let port = port_of(&socket)?;
+            let Some((port, socket)) = bind_os_chosen(&mut self.probe)? else {
+                return Ok(None);
+            };
             if !self.probe.ipv6_allows(port)? {
+                refused.push(socket);
                 continue;
             }
             match listen(socket) {
-                Ok(socket) => return Ok(Listener::hold(port, socket)),
+                Ok(socket) => return Ok(Some(Listener::hold(port, socket))),
                 // A rival's listen on the very port the OS just gave us.
                 Err(ErrorCode::AddressInUse) => continue,
                 Err(code) => return Err(to_error(code)),
             }
         }
-        Err(Error::Other(ErrorCode::AddressInUse.name().into()))
+        Ok(None)
     }
 
     fn port_of(taken: &Listener) -> u16 {

@@ -20,9 +20,12 @@ const PORT_LIMIT: u32 = 1 << 16;
 /// never be distinct.
 pub const MAX_COUNT: u32 = PORT_LIMIT - LOWEST_USABLE_PORT as u32;
 
-/// How many times, beyond the ports asked for, the OS may pick a port the call
-/// already has before the fallback gives up. A looking search closes what it
-/// found, so the OS may hand a port out again; it rarely does twice in a row.
+/// How many times, beyond once per candidate found free, the OS may pick a
+/// port the call already has before the fallback stops. The ports the OS
+/// picks stay held until the call returns, so it can repeat only a candidate
+/// that was found free and let go (once: the repeat is held too), unless it
+/// is set to hand out held ports again (Linux's `ip_autobind_reuse`), which
+/// this bounds.
 const OS_REPEATS_ALLOWED: usize = 16;
 
 /// Written to the component's stderr when strict mode has nothing to search.
@@ -41,10 +44,14 @@ pub enum Error {
 
 /// The two questions the search asks of the host.
 pub trait Probe {
+    /// What keeps a port the OS chose from being chosen again (a bound
+    /// socket); the port is let go when it is dropped.
+    type Hold;
     /// Whether `port` (never 0) can be bound on loopback right now.
     fn is_free(&mut self, port: u16) -> Result<bool, Error>;
-    /// A free loopback port chosen by the OS.
-    fn os_chosen(&mut self) -> Result<u16, Error>;
+    /// A free loopback port chosen by the OS, held until the hold is
+    /// dropped; `None` when the OS has no port left to give.
+    fn os_chosen(&mut self) -> Result<Option<(u16, Self::Hold)>, Error>;
 }
 
 /// What a search does with a candidate: look at it (`get_free_port`) or hold
@@ -56,22 +63,45 @@ pub trait Take {
     /// `Some` when `port` (never 0) was free and is now taken; `None` when it
     /// is held by someone, so the search moves on.
     fn take(&mut self, port: u16) -> Result<Option<Self::Taken>, Error>;
-    /// A free loopback port chosen by the OS, taken.
-    fn take_os_chosen(&mut self) -> Result<Self::Taken, Error>;
+    /// A free loopback port chosen by the OS, taken; `None` when the OS has
+    /// no port left to give.
+    fn take_os_chosen(&mut self) -> Result<Option<Self::Taken>, Error>;
     /// The port `taken` stands for.
     fn port_of(taken: &Self::Taken) -> u16;
 }
 
 /// A probe used by a search that only looks: the port is "taken" by naming it.
-struct Looking<'a, P>(&'a mut P);
+///
+/// The ports the OS picks are held until the search is over, though: a port
+/// let go at once may be the OS's very next pick, and a search for thousands
+/// would then meet its own ports again and again. The answer is still a
+/// snapshot, as every hold ends before the call returns.
+struct Looking<'a, P: Probe> {
+    probe: &'a mut P,
+    os_holds: Vec<P::Hold>,
+}
+
+impl<'a, P: Probe> Looking<'a, P> {
+    fn new(probe: &'a mut P) -> Self {
+        Looking {
+            probe,
+            os_holds: Vec::new(),
+        }
+    }
+}
 
 impl<P: Probe> Take for Looking<'_, P> {
     type Taken = u16;
     fn take(&mut self, port: u16) -> Result<Option<u16>, Error> {
-        Ok(self.0.is_free(port)?.then_some(port))
+        Ok(self.probe.is_free(port)?.then_some(port))
     }
-    fn take_os_chosen(&mut self) -> Result<u16, Error> {
-        self.0.os_chosen()
+    fn take_os_chosen(&mut self) -> Result<Option<u16>, Error> {
+        // A port the search already has is held too, so that the OS cannot
+        // offer it a second time.
+        Ok(self.probe.os_chosen()?.map(|(port, hold)| {
+            self.os_holds.push(hold);
+            port
+        }))
     }
     fn port_of(&port: &u16) -> u16 {
         port
@@ -243,7 +273,7 @@ pub fn get_free_port(
     strict: bool,
     warn: impl FnOnce(&str),
 ) -> Result<u16, Error> {
-    first_free(&mut Looking(probe), ports, strict, warn)
+    first_free(&mut Looking::new(probe), ports, strict, warn)
 }
 
 /// `get-free-ports`: `count` distinct free ports, in the candidates' order.
@@ -254,7 +284,7 @@ pub fn get_free_ports(
     strict: bool,
     warn: impl FnOnce(&str),
 ) -> Result<Vec<u16>, Error> {
-    take_ports(&mut Looking(probe), ports, count, strict, warn, 0).map(|(found, _)| found)
+    take_ports(&mut Looking::new(probe), ports, count, strict, warn, 0).map(|(found, _)| found)
 }
 
 /// The search itself: the first candidate `taker` can take, by hbutils'
@@ -343,22 +373,51 @@ pub fn take_ports<T: Take>(
                 )
             }));
         }
+        let from_candidates = taken.len();
+        let ran_out = |from_os| os_ran_out(count, ports, from_candidates, from_os);
         let mut repeats = 0;
         while taken.len() < count {
-            let one = taker.take_os_chosen()?;
+            let Some(one) = taker.take_os_chosen()? else {
+                return Err(ran_out(taken.len() - from_candidates));
+            };
             if seen
                 .as_mut()
                 .is_none_or(|seen| seen.insert(T::port_of(&one)))
             {
                 taken.push(one);
-            } else if repeats == OS_REPEATS_ALLOWED {
-                return Err(Error::Other("address-in-use".into()));
+            } else if repeats == from_candidates + OS_REPEATS_ALLOWED {
+                return Err(ran_out(taken.len() - from_candidates));
             } else {
                 repeats += 1;
             }
         }
     }
     Ok((taken, next))
+}
+
+/// `no-free-port` when the OS has no more ports to give: how many were asked
+/// for, and how many were found among the candidates and from the OS, so that
+/// the caller can tell a full ephemeral range from a crowded candidate list.
+fn os_ran_out(
+    count: usize,
+    candidates: Option<&Candidates>,
+    from_candidates: usize,
+    from_os: usize,
+) -> Error {
+    let within = candidates.map_or_else(String::new, |c| format!(" within {c}"));
+    Error::NoFreePort(match (count, candidates) {
+        (1, _) => format!("No free port can be allocated{within}: the OS ran out of ports to pick"),
+        (_, None) => format!(
+            "No {count} free ports can be allocated: only {from_os} are free, \
+             picked by the OS before it ran out of ports"
+        ),
+        (_, Some(_)) => format!(
+            "No {count} free ports can be allocated{within}: only {} are free, \
+             {from_candidates} of the candidates and {from_os} picked by the OS \
+             before it ran out of ports",
+            from_candidates + from_os
+        ),
+    })
 }
 
 /// Where the next reservation starts: just after the candidate the previous
@@ -422,6 +481,7 @@ mod tests {
     }
 
     impl Probe for FakeProbe {
+        type Hold = ();
         fn is_free(&mut self, port: u16) -> Result<bool, Error> {
             assert_ne!(port, 0, "the search must never probe port 0");
             self.probed.push(port);
@@ -430,11 +490,12 @@ mod tests {
             }
             Ok(!self.busy.contains(&port))
         }
-        fn os_chosen(&mut self) -> Result<u16, Error> {
+        /// The same port every time, held or not.
+        fn os_chosen(&mut self) -> Result<Option<(u16, ())>, Error> {
             if self.deny {
                 return Err(Error::AccessDenied);
             }
-            Ok(self.os_port)
+            Ok(Some((self.os_port, ())))
         }
     }
 
@@ -702,10 +763,10 @@ mod tests {
             let free = !self.busy.contains(&port) && self.held.insert(port);
             Ok(free.then_some(port))
         }
-        fn take_os_chosen(&mut self) -> Result<u16, Error> {
+        fn take_os_chosen(&mut self) -> Result<Option<u16>, Error> {
             self.os_next += 1;
             self.held.insert(self.os_next);
-            Ok(self.os_next)
+            Ok(Some(self.os_next))
         }
         fn port_of(&port: &u16) -> u16 {
             port
@@ -768,13 +829,13 @@ mod tests {
             let free = !self.ledger.busy.contains(&port) && self.live.borrow_mut().insert(port);
             Ok(free.then(|| Slip(port, self.live)))
         }
-        fn take_os_chosen(&mut self) -> Result<Slip<'a>, Error> {
+        fn take_os_chosen(&mut self) -> Result<Option<Slip<'a>>, Error> {
             if self.ledger.os.is_empty() {
-                return Err(Error::Other("this OS has no port left".into()));
+                return Ok(None);
             }
             let port = self.ledger.os.remove(0);
             self.live.borrow_mut().insert(port);
-            Ok(Slip(port, self.live))
+            Ok(Some(Slip(port, self.live)))
         }
         fn port_of(taken: &Slip<'a>) -> u16 {
             taken.0
@@ -855,10 +916,134 @@ mod tests {
     }
 
     #[test]
-    fn an_os_that_keeps_repeating_itself_is_an_error_not_a_loop() {
+    fn an_os_that_keeps_repeating_a_held_port_is_an_error_not_a_loop() {
         let mut probe = FakeProbe::busy([]);
         let found = get_free_ports(&mut probe, None, 2, false, |_| ());
-        assert_eq!(found, Err(Error::Other("address-in-use".into())));
+        assert_eq!(
+            found,
+            Err(Error::NoFreePort(
+                "No 2 free ports can be allocated: only 1 are free, \
+                 picked by the OS before it ran out of ports"
+                    .into()
+            ))
+        );
+    }
+
+    /// An OS that offers the lowest port of its range that nobody holds, as
+    /// Linux's search does from wherever it starts: a port let go is offered
+    /// again at once. `holds` is every port bound by the search's holds.
+    struct LowestFirst {
+        range: std::ops::Range<u16>,
+        busy: HashSet<u16>,
+        holds: std::rc::Rc<std::cell::RefCell<std::collections::BTreeSet<u16>>>,
+        most_held: usize,
+    }
+
+    /// A socket the search keeps bound to a port the OS gave it.
+    struct Bound(
+        u16,
+        std::rc::Rc<std::cell::RefCell<std::collections::BTreeSet<u16>>>,
+    );
+
+    impl Drop for Bound {
+        fn drop(&mut self) {
+            self.1.borrow_mut().remove(&self.0);
+        }
+    }
+
+    impl LowestFirst {
+        fn new(range: std::ops::Range<u16>, busy: impl IntoIterator<Item = u16>) -> Self {
+            LowestFirst {
+                range,
+                busy: busy.into_iter().collect(),
+                holds: Default::default(),
+                most_held: 0,
+            }
+        }
+        fn held(&self, port: u16) -> bool {
+            self.busy.contains(&port) || self.holds.borrow().contains(&port)
+        }
+    }
+
+    impl Probe for LowestFirst {
+        type Hold = Bound;
+        fn is_free(&mut self, port: u16) -> Result<bool, Error> {
+            Ok(!self.held(port))
+        }
+        fn os_chosen(&mut self) -> Result<Option<(u16, Bound)>, Error> {
+            let Some(port) = self.range.clone().find(|&port| !self.held(port)) else {
+                return Ok(None);
+            };
+            self.holds.borrow_mut().insert(port);
+            self.most_held = self.most_held.max(self.holds.borrow().len());
+            Ok(Some((port, Bound(port, self.holds.clone()))))
+        }
+    }
+
+    #[test]
+    fn thousands_from_an_os_that_reoffers_what_is_let_go_are_distinct_and_let_go_after() {
+        for count in [1000u16, 5000] {
+            let mut os = LowestFirst::new(40_000..60_000, [40_001, 40_500]);
+            let found = get_free_ports(&mut os, None, count.into(), false, |_| ()).unwrap();
+            let expected: Vec<u16> = (40_000..60_000)
+                .filter(|port| ![40_001, 40_500].contains(port))
+                .take(count.into())
+                .collect();
+            assert_eq!(found, expected, "count {count}");
+            // Every port was held at once, and none is any more: a snapshot.
+            assert_eq!(os.most_held, usize::from(count));
+            assert!(os.holds.borrow().is_empty());
+        }
+    }
+
+    #[test]
+    fn an_os_that_runs_out_is_no_free_port_saying_how_many_it_gave() {
+        let mut os = LowestFirst::new(40_000..40_700, []);
+        let found = get_free_ports(&mut os, None, 1000, false, |_| ());
+        assert_eq!(
+            found,
+            Err(Error::NoFreePort(
+                "No 1000 free ports can be allocated: only 700 are free, \
+                 picked by the OS before it ran out of ports"
+                    .into()
+            ))
+        );
+        assert!(os.holds.borrow().is_empty());
+
+        let mut os = LowestFirst::new(40_000..40_700, [41_001]);
+        let found = get_free_ports(
+            &mut os,
+            Some(&range(41_000, 41_003, 1)),
+            1000,
+            false,
+            |_| (),
+        );
+        assert_eq!(
+            found,
+            Err(Error::NoFreePort(
+                "No 1000 free ports can be allocated within range(41000, 41003): only 702 are \
+                 free, 2 of the candidates and 700 picked by the OS before it ran out of ports"
+                    .into()
+            ))
+        );
+
+        let mut os = LowestFirst::new(40_000..40_001, [40_000]);
+        assert_eq!(
+            get_free_port(&mut os, None, false, |_| ()),
+            Err(Error::NoFreePort(
+                "No free port can be allocated: the OS ran out of ports to pick".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_os_may_reoffer_every_candidate_found_free_once_and_the_fill_goes_on() {
+        // 30 free candidates let go, then an OS that offers each of them again
+        // before any port of its own: more repeats than the spare allowance.
+        let mut os = LowestFirst::new(40_000..41_000, []);
+        let found = get_free_ports(&mut os, Some(&range(40_000, 40_030, 1)), 40, false, |_| ());
+        assert_eq!(found, Ok((40_000..40_040).collect()));
+        assert!(os.holds.borrow().is_empty());
     }
 
     #[test]

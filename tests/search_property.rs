@@ -116,12 +116,13 @@ struct Looking<'w> {
 }
 
 impl Probe for Looking<'_> {
+    type Hold = ();
     fn is_free(&mut self, port: u16) -> Result<bool, Error> {
         self.probed.push(port);
         self.world.is_free(port)
     }
-    fn os_chosen(&mut self) -> Result<u16, Error> {
-        self.world.os_choice(OS_PORT)
+    fn os_chosen(&mut self) -> Result<Option<(u16, ())>, Error> {
+        Ok(Some((self.world.os_choice(OS_PORT)?, ())))
     }
 }
 
@@ -145,10 +146,10 @@ impl Take for Holding<'_> {
     }
     /// Numbers OS choices 1, 2, 3…: below the floor, so they can never be a
     /// port the search took itself, and "never twice" stays about the search.
-    fn take_os_chosen(&mut self) -> Result<u16, Error> {
+    fn take_os_chosen(&mut self) -> Result<Option<u16>, Error> {
         let port = self.world.os_choice(self.os_taken + 1)?;
         self.os_taken = port;
-        Ok(port)
+        Ok(Some(port))
     }
 }
 
