@@ -1,5 +1,5 @@
 //! Where `port-host get-free-port 8000..8100` spends its time in-process,
-//! one line per stage, for `/work/notes/startup.md`-style breakdowns:
+//! one line per stage, for breakdowns like the README's start-up table:
 //!
 //! ```sh
 //! startup_stages cli embedded            # the CLI's stages, PortHost::embedded
