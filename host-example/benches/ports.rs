@@ -4,7 +4,9 @@
 //! the README's table.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, Stderr};
+use port_host::{
+    Candidates, Limits, NetworkPolicy, Pooling, PortHost, PortRange, Stderr, StoreBounds,
+};
 use socket2::{Domain, Socket, Type};
 use std::hint::black_box;
 use std::io::ErrorKind;
@@ -210,7 +212,10 @@ fn benches(c: &mut Criterion) {
     // held) against the 1,000th (999 held by the same instance, all ahead of
     // it in the range). Each iteration reserves, releases and drops one.
     let roomy = PortHost::embedded(Limits {
-        resources: 2_000,
+        store: StoreBounds {
+            resources: 2_000,
+            ..StoreBounds::default()
+        },
         ..Limits::default()
     })
     .unwrap();
@@ -257,10 +262,13 @@ fn benches(c: &mut Criterion) {
         filled.drop_reservation(held).unwrap();
     }
 
-    let pooled = PortHost::embedded(Limits {
-        pooled_instances: Some(16),
-        ..Limits::default()
-    })
+    let pooled = PortHost::pooled(
+        Pooling {
+            stores: 16,
+            per_store: StoreBounds::default(),
+        },
+        Limits::default(),
+    )
     .unwrap();
     let mut group = c.benchmark_group("fresh store and instance per call");
     for (name, host) in [

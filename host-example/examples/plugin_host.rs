@@ -14,7 +14,7 @@
 
 use port_host::{
     AsyncSession, Candidates, ErrorCode, Limits, NetworkPolicy, PortBlock, PortHost, PortRange,
-    Stderr,
+    Stderr, StoreBounds,
 };
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, TcpListener};
@@ -30,10 +30,12 @@ async fn main() -> wasmtime::Result<ExitCode> {
     // Bounds for every tenant: a small quota, a short deadline, and room for
     // all sessions at once (tenants plus the hostile one's two).
     let limits = Limits {
-        resources: 100,
         sessions: usize::from(TENANTS) + 2,
         call_timeout: Duration::from_secs(1),
-        ..Limits::default()
+        store: StoreBounds {
+            resources: 100,
+            ..StoreBounds::default()
+        },
     };
     // One engine; the component compiled once; a session per tenant.
     let host = Arc::new(PortHost::embedded(limits)?);

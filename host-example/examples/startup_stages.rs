@@ -10,7 +10,7 @@
 //! Run each many times in fresh processes: one-time costs (CPU feature
 //! detection, first allocations) land on whichever stage comes first.
 
-use port_host::{Calls, Candidates, Limits, NetworkPolicy, PortHost, PortRange, State, Stderr};
+use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, State, Stderr};
 use std::time::Instant;
 
 struct Laps(Instant, Vec<(&'static str, f64)>);
@@ -114,11 +114,11 @@ fn parts() {
         &engine,
         NetworkPolicy::loopback(),
         Stderr::Inherit,
-        Limits::default(),
-        Calls::Sync,
+        &Limits::default().store,
     );
     laps.lap("store");
-    let instance = sync_pre.instantiate(&mut store).unwrap();
+    let instance =
+        wasmtime_wasi::runtime::in_tokio(async_pre.instantiate_async(&mut store)).unwrap();
     laps.lap("instantiate");
     drop((
         instance, store, sync_pre, async_pre, component, engine, full,

@@ -1,54 +1,65 @@
-//! A session for async callers: [`Session`](crate::Session)'s twin, call for
-//! call. What differs is said once, here: every call runs with `call_async`
-//! under a tokio timeout, so its deadline covers host calls (a guest blocked
-//! on a socket) as well as guest code, and a spinning guest yields at every
-//! epoch tick, so it holds no worker thread and the timeout gets its turn.
+//! A session for async callers, and the lifecycle both session kinds share:
+//! [`Session`](crate::Session) makes these very calls, blocking on them.
+//!
+//! Every call runs with `call_async` under the host's call timeout, so its
+//! deadline covers host calls (a guest blocked on a socket) as well as guest
+//! code, and a spinning guest yields at every epoch tick. A call that fails,
+//! runs past its deadline or is dropped midway leaves the instance in no
+//! state to be entered again, so the session ends with it: its store (every
+//! socket the guest held) and its place among the host's sessions are freed
+//! at once, and each later call says why it ended.
 
-use crate::exports::{Exports, Reservation};
+use crate::bindings::exports::hbutils::network::port::Guest;
 use crate::host::Admission;
-use crate::sandbox::{self, Limits, State};
+use crate::limits::Limits;
+use crate::sandbox::{self, State};
 use crate::{Candidates, ErrorCode, PortStatus, ReservationError};
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, ResourceAny};
 use wasmtime::{Result, Store, bail};
 use wasmtime_wasi::p2::bindings::sockets::tcp::TcpSocket;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-/// One store and one instance for an async caller. After a call runs past
-/// its deadline the session is finished: every later call is an error that
-/// says so. Other sessions and the host carry on.
+/// A port held by a session's instance. It is freed by the session's
+/// `release` or `drop_reservation`, or when the session ends; a `Reservation`
+/// value dropped on its own frees nothing until then.
+#[derive(Debug)]
+pub struct Reservation(pub(crate) ResourceAny);
+
+/// One store and one instance for an async caller. The outer error of each
+/// call is the host's (a trap, a deadline, a quota) and ends the session;
+/// the inner one is the component's answer.
 pub struct AsyncSession {
-    store: Store<State>,
-    exports: Exports,
+    live: Option<Live>,
+    /// Why the session ended, once it has (or while a call is in flight, in
+    /// case its future is dropped).
+    ended: Option<String>,
     limits: Limits,
     stderr: Option<MemoryOutputPipe>,
-    ended: Option<String>,
-    _admission: Admission,
+}
+
+/// What an ended session gives back at once: the store (with every socket
+/// its guest held) and the session's place among the host's.
+pub(crate) struct Live {
+    pub store: Store<State>,
+    pub port: Guest,
+    /// Held, never read: dropping it gives the place back.
+    pub _admission: Admission,
 }
 
 impl AsyncSession {
-    pub(crate) fn new(
-        store: Store<State>,
-        exports: Exports,
-        limits: Limits,
-        stderr: Option<MemoryOutputPipe>,
-        admission: Admission,
-    ) -> Self {
+    pub(crate) fn new(live: Live, limits: Limits, stderr: Option<MemoryOutputPipe>) -> Self {
         AsyncSession {
-            store,
-            exports,
+            live: Some(live),
+            ended: None,
             limits,
             stderr,
-            ended: None,
-            _admission: admission,
         }
     }
 
     /// `is-free-port`.
     pub async fn is_free_port(&mut self, port: u16) -> Result<Result<bool, ErrorCode>> {
-        self.call(async |exports, store| {
-            Ok(exports.is_free_port.call_async(store, (port,)).await?.0)
-        })
-        .await
+        self.call(async |g, store| g.call_is_free_port(store, port).await)
+            .await
     }
 
     /// `get-free-port`.
@@ -57,11 +68,8 @@ impl AsyncSession {
         ports: Option<&Candidates>,
         strict: bool,
     ) -> Result<Result<u16, ErrorCode>> {
-        self.call(async |exports, store| {
-            let func = exports.get_free_port(store)?;
-            Ok(func.call_async(store, (ports, strict)).await?.0)
-        })
-        .await
+        self.call(async |g, store| g.call_get_free_port(store, ports, strict).await)
+            .await
     }
 
     /// `reserve-port`: the first free port among `ports`, held.
@@ -70,15 +78,10 @@ impl AsyncSession {
         ports: Option<&Candidates>,
         strict: bool,
     ) -> Result<Result<Reservation, ErrorCode>> {
-        self.call(async |exports, store| {
-            let func = exports.reserve_port(store)?;
-            Ok(func
-                .call_async(store, (ports, strict))
-                .await?
-                .0
-                .map(Reservation))
-        })
-        .await
+        let held = self
+            .call(async |g, store| g.call_reserve_port(store, ports, strict).await)
+            .await?;
+        Ok(held.map(Reservation))
     }
 
     /// `get-free-ports`: `count` distinct free ports among `ports`, in order.
@@ -88,11 +91,8 @@ impl AsyncSession {
         count: u32,
         strict: bool,
     ) -> Result<Result<Vec<u16>, ErrorCode>> {
-        self.call(async |exports, store| {
-            let func = exports.get_free_ports(store)?;
-            Ok(func.call_async(store, (ports, count, strict)).await?.0)
-        })
-        .await
+        self.call(async |g, store| g.call_get_free_ports(store, ports, count, strict).await)
+            .await
     }
 
     /// `reserve-ports`: `count` ports held, or none at all.
@@ -102,12 +102,10 @@ impl AsyncSession {
         count: u32,
         strict: bool,
     ) -> Result<Result<Vec<Reservation>, ErrorCode>> {
-        self.call(async |exports, store| {
-            let func = exports.reserve_ports(store)?;
-            let held = func.call_async(store, (ports, count, strict)).await?.0;
-            Ok(held.map(|held| held.into_iter().map(Reservation).collect()))
-        })
-        .await
+        let held = self
+            .call(async |g, store| g.call_reserve_ports(store, ports, count, strict).await)
+            .await?;
+        Ok(held.map(|held| held.into_iter().map(Reservation).collect()))
     }
 
     /// `reservation.port`.
@@ -116,7 +114,7 @@ impl AsyncSession {
         reservation: &Reservation,
     ) -> Result<Result<u16, ReservationError>> {
         let handle = reservation.0;
-        self.call(async |exports, store| Ok(exports.port.call_async(store, (handle,)).await?.0))
+        self.call(async |g, store| g.reservation().call_port(store, handle).await)
             .await
     }
 
@@ -127,10 +125,8 @@ impl AsyncSession {
         reservation: &Reservation,
     ) -> Result<Result<Resource<TcpSocket>, ReservationError>> {
         let handle = reservation.0;
-        self.call(async |exports, store| {
-            Ok(exports.take_socket.call_async(store, (handle,)).await?.0)
-        })
-        .await
+        self.call(async |g, store| g.reservation().call_take_socket(store, handle).await)
+            .await
     }
 
     /// `reservation.release`: the port is free again when this returns `Ok`.
@@ -139,7 +135,7 @@ impl AsyncSession {
         reservation: &Reservation,
     ) -> Result<Result<(), ReservationError>> {
         let handle = reservation.0;
-        self.call(async |exports, store| Ok(exports.release.call_async(store, (handle,)).await?.0))
+        self.call(async |g, store| g.reservation().call_release(store, handle).await)
             .await
     }
 
@@ -149,41 +145,75 @@ impl AsyncSession {
             .await
     }
 
-    /// Closes a socket [`AsyncSession::take_socket`] handed over.
-    pub fn close_socket(&mut self, socket: Resource<TcpSocket>) -> Result<()> {
-        self.store.data_mut().table().delete(socket)?;
-        Ok(())
-    }
-
     /// `probe-port`: what a bind on each loopback family finds.
     pub async fn probe_port(&mut self, port: u16) -> Result<Result<PortStatus, ErrorCode>> {
-        self.call(async |exports, store| Ok(exports.probe_port.call_async(store, (port,)).await?.0))
+        self.call(async |g, store| g.call_probe_port(store, port).await)
             .await
     }
 
-    /// What the guest wrote to stderr so far, if the session captures it.
+    /// Closes a socket [`AsyncSession::take_socket`] handed over.
+    pub fn close_socket(&mut self, socket: Resource<TcpSocket>) -> Result<()> {
+        let live = self.live()?;
+        live.store.data_mut().table().delete(socket)?;
+        Ok(())
+    }
+
+    /// What the guest wrote to stderr so far, if the session captures it
+    /// (kept after the session ends).
     pub fn captured_stderr(&self) -> Option<String> {
         self.stderr
             .as_ref()
             .map(|pipe| String::from_utf8_lossy(&pipe.contents()).into_owned())
     }
 
-    /// Runs one export under the session's deadline. A call cut off midway
-    /// leaves the instance in no state to be entered again, so the session
-    /// ends with it.
+    /// Why the session has ended, or `None` while it can still be called.
+    pub fn ended(&self) -> Option<&str> {
+        match self.live {
+            Some(_) => None,
+            None => self.ended.as_deref(),
+        }
+    }
+
+    fn live(&mut self) -> Result<&mut Live> {
+        match (&mut self.live, &self.ended) {
+            (Some(live), _) => Ok(live),
+            (None, why) => bail!(
+                "this session has ended: {}",
+                why.as_deref().unwrap_or("it was never started")
+            ),
+        }
+    }
+
+    /// Runs one export under the call deadline; ends the session when the
+    /// call does not come back with the component's answer.
     async fn call<T>(
         &mut self,
-        export: impl AsyncFnOnce(&Exports, &mut Store<State>) -> Result<T>,
+        export: impl AsyncFnOnce(&Guest, &mut Store<State>) -> Result<T>,
     ) -> Result<T> {
-        if let Some(why) = &self.ended {
-            bail!("this session has ended: {why}");
-        }
-        let call = export(&self.exports, &mut self.store);
-        match sandbox::within_deadline(&self.limits, call).await {
-            Ok(result) => result,
-            Err(why) => {
-                self.ended = Some(why.clone());
-                bail!("{why}")
+        self.live()?;
+        // The store moves into this future: if the future is dropped midway,
+        // the store goes with it, and `ended` already says why.
+        let mut live = self.live.take().expect("checked above");
+        self.ended = Some("a call was cancelled (its future dropped) before it finished".into());
+        let outcome = sandbox::within(
+            self.limits.call_timeout,
+            export(&live.port, &mut live.store),
+        )
+        .await;
+        match outcome {
+            Ok(Ok(value)) => {
+                self.ended = None;
+                self.live = Some(live);
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                let error = sandbox::explain(error, &self.limits.store);
+                self.ended = Some(format!("{error}"));
+                Err(error)
+            }
+            Err(late) => {
+                self.ended = Some(late.clone());
+                bail!("{late}")
             }
         }
     }

@@ -1,34 +1,35 @@
-//! The host: one engine and the compiled component, linked for sync or for
-//! async calls on first use, from which each caller gets a session of its own.
+//! The host: one engine and the compiled component, linked on first use,
+//! from which each caller gets a session of its own.
 
-use crate::exports::ExportIndices;
-use crate::sandbox::{self, Calls, Limits, State, Stderr};
+use crate::async_session::Live;
+use crate::bindings::PortUtilsPre;
+use crate::limits::{Limits, Pooling};
+use crate::sandbox::{self, State, Stderr};
 use crate::{AsyncSession, NetworkPolicy, Session};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Engine, Result, bail};
 use wasmtime_wasi::WasiView;
 
-/// The component built from this workspace (`src/`, `wit/`), embedded at build time.
-pub const COMPONENT: &[u8] = include_bytes!(env!("PORT_COMPONENT_WASM"));
+/// The component this crate ships (`component/hbutils_port.wasm`, built from
+/// the `hbutils-port` crate's source by `cargo xtask component`).
+pub const COMPONENT: &[u8] = include_bytes!("../component/hbutils_port.wasm");
 
 /// [`COMPONENT`] compiled to native code by the build script, so that a host
 /// process starts without running Cranelift.
-const PRECOMPILED: &[u8] = include_bytes!(env!("PORT_COMPONENT_CWASM"));
+const PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hbutils_port.cwasm"));
 
 /// A compiled component, ready to be instantiated into sessions.
 pub struct PortHost {
     engine: Engine,
     component: Component,
     // Linking WASI and checking the component's imports against it is most
-    // of a host's making after the code is loaded; a caller that only ever
-    // makes sync (or async) sessions, like the CLI, pays for one of the two.
-    sync_pre: OnceLock<InstancePre<State>>,
-    async_pre: OnceLock<InstancePre<State>>,
-    exports: ExportIndices,
+    // of a host's making after the code is loaded; it is done at the first
+    // session, so a host that is made and not used pays nothing for it.
+    pre: OnceLock<PortUtilsPre<State>>,
     limits: Limits,
     precompiled: bool,
     live: Arc<AtomicUsize>,
@@ -44,18 +45,23 @@ impl Drop for Admission {
 }
 
 impl PortHost {
-    /// The embedded component with default limits, on an engine of its own.
+    /// The shipped component with default limits, on an engine of its own.
     pub fn new() -> Result<Self> {
         Self::embedded(Limits::default())
     }
 
-    /// The embedded component with `limits`, on an engine of its own.
+    /// The shipped component with `limits`, on an engine of its own.
     pub fn embedded(limits: Limits) -> Result<Self> {
-        let engine = sandbox::engine(&limits)?;
-        Self::on_engine(&engine, limits)
+        Self::on_engine(&sandbox::engine(None)?, limits)
     }
 
-    /// The embedded component for a process that runs it and nothing else,
+    /// The shipped component on an engine of its own whose stores come from
+    /// the pooling allocator's slots (see [`Pooling`]).
+    pub fn pooled(pooling: Pooling, limits: Limits) -> Result<Self> {
+        Self::on_engine(&sandbox::engine(Some(&pooling))?, limits)
+    }
+
+    /// The shipped component for a process that runs it and nothing else,
     /// like the `port-host` CLI: on an engine that loads the build's native
     /// code and cannot compile, which spares making Cranelift, most of an
     /// engine's start. Where the build's code does not suit this CPU, the
@@ -77,61 +83,74 @@ impl PortHost {
     /// # }
     /// ```
     pub fn embedded_load_only(limits: Limits) -> Result<Self> {
-        let engine = sandbox::loading_engine(&limits)?;
+        limits.check()?;
+        let engine = sandbox::loading_engine(None)?;
         match precompiled(&engine, PRECOMPILED) {
             Some(component) => {
                 sandbox::start_epoch_ticker(&engine);
-                Self::instantiable(&engine, &component, limits, true)
+                Self::instantiable(&engine, component, limits, true)
             }
             None => Self::embedded(limits),
         }
     }
 
-    /// The embedded component on an engine the embedder already has.
+    /// The shipped component on an engine the embedder already has.
     ///
     /// The engine needs `Config::epoch_interruption(true)` and its epoch
     /// advanced every [`EPOCH_TICK`](crate::EPOCH_TICK) (see
-    /// [`start_epoch_ticker`](crate::start_epoch_ticker)): deadlines and the
-    /// async yield are counted in those ticks. The build's native code is used
-    /// when the engine's settings match this crate's; otherwise the component
-    /// is compiled here. `limits.pooled_instances` is the engine's business
-    /// and is ignored.
+    /// [`start_epoch_ticker`](crate::start_epoch_ticker), which does nothing
+    /// for an engine it already ticks): a guest spinning in its own code
+    /// yields to its deadline at each tick. The build's native code is used
+    /// when the engine's settings match this crate's; otherwise the
+    /// component is compiled here.
     pub fn on_engine(engine: &Engine, limits: Limits) -> Result<Self> {
-        let (component, precompiled) = load_built(engine, PRECOMPILED, COMPONENT)?;
-        Self::instantiable(engine, &component, limits, precompiled)
+        let (component, precompiled) = match precompiled(engine, PRECOMPILED) {
+            Some(component) => (component, true),
+            None => (Self::compile(engine, COMPONENT)?, false),
+        };
+        Self::instantiable(engine, component, limits, precompiled)
     }
 
-    /// Another build of the component, from a `.wasm` file.
+    /// Another build of the component, from a `.wasm` (or `.wat`) file.
     pub fn from_file(path: &Path, limits: Limits) -> Result<Self> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         Self::from_bytes(&bytes, limits)
     }
 
-    /// Another build of the component, as `.wasm` bytes; compiled here.
+    /// Another build of the component, as bytes; compiled here.
     pub fn from_bytes(wasm: &[u8], limits: Limits) -> Result<Self> {
-        Self::from_bytes_on_engine(&sandbox::engine(&limits)?, wasm, limits)
+        Self::from_bytes_on_engine(&sandbox::engine(None)?, wasm, limits)
     }
 
     /// Another build of the component on an engine the embedder already has
     /// (see [`PortHost::on_engine`] for what the engine needs); compiled here.
     pub fn from_bytes_on_engine(engine: &Engine, wasm: &[u8], limits: Limits) -> Result<Self> {
-        let component = Component::new(engine, wasm).context("not a valid component")?;
-        Self::instantiable(engine, &component, limits, false)
+        let component = Self::compile(engine, wasm)?;
+        Self::instantiable(engine, component, limits, false)
+    }
+
+    fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component> {
+        Component::new(engine, wasm).context("not a valid component")
     }
 
     fn instantiable(
         engine: &Engine,
-        component: &Component,
+        component: Component,
         limits: Limits,
         precompiled: bool,
     ) -> Result<Self> {
+        limits.check()?;
+        if !engine.get_epoch_interruption() {
+            bail!(
+                "the engine needs Config::epoch_interruption(true): without it a call's \
+                 deadline cannot stop a guest spinning in its own code"
+            );
+        }
         Ok(PortHost {
             engine: engine.clone(),
-            exports: ExportIndices::new(component)?,
-            component: component.clone(),
-            sync_pre: OnceLock::new(),
-            async_pre: OnceLock::new(),
+            component,
+            pre: OnceLock::new(),
             limits,
             precompiled,
             live: Arc::new(AtomicUsize::new(0)),
@@ -154,69 +173,55 @@ impl PortHost {
         &self.limits
     }
 
-    /// A fresh store and instance under `network`, for sync calls.
-    ///
-    /// The first sync session links WASI for sync calls; a component that
-    /// imports what this host does not give is refused there.
-    ///
-    /// Its calls work inside a tokio runtime too (each then runs on a thread
-    /// of its own), but there [`PortHost::async_session`] is the better fit:
-    /// it blocks no worker and its deadline covers host calls.
+    /// A fresh store and instance under `network`, for sync calls. Every
+    /// call, instantiation included, ends within `limits.call_timeout`.
     pub fn session(&self, network: NetworkPolicy, stderr: Stderr) -> Result<Session> {
-        let admission = self.admit()?;
-        let (mut store, stderr) =
-            sandbox::sandboxed_store(&self.engine, network, stderr, self.limits, Calls::Sync);
-        let instance = self
-            .linked(&self.sync_pre, sync_linker)?
-            .instantiate(&mut store)
-            .map_err(|error| sandbox::explain(error, &self.limits))?;
-        let exports = self.exports.load(&mut store, &instance)?;
-        Ok(Session::new(store, exports, self.limits, stderr, admission))
+        let session = crate::session::blocking(|| {
+            wasmtime_wasi::runtime::in_tokio(self.async_session(network, stderr))
+        })?;
+        Ok(Session::new(session))
     }
 
-    /// A fresh store and instance under `network`, for async calls; every
+    /// A fresh store and instance under `network`, for async calls. Every
     /// call, instantiation included, ends within `limits.call_timeout`.
-    ///
-    /// The first async session links WASI for async calls; a component that
-    /// imports what this host does not give is refused there.
     pub async fn async_session(
         &self,
         network: NetworkPolicy,
         stderr: Stderr,
     ) -> Result<AsyncSession> {
         let admission = self.admit()?;
-        let pre = self.linked(&self.async_pre, async_linker)?;
+        let pre = self.linked()?;
         let (mut store, stderr) =
-            sandbox::sandboxed_store(&self.engine, network, stderr, self.limits, Calls::Async);
-        let instance =
-            match sandbox::within_deadline(&self.limits, pre.instantiate_async(&mut store)).await {
-                Ok(instance) => instance?,
-                Err(late) => bail!("{late}"),
-            };
-        let exports = self.exports.load(&mut store, &instance)?;
-        Ok(AsyncSession::new(
+            sandbox::sandboxed_store(&self.engine, network, stderr, &self.limits.store);
+        let instantiated =
+            sandbox::within(self.limits.call_timeout, pre.instantiate_async(&mut store)).await;
+        let instance = match instantiated {
+            Ok(Ok(instance)) => instance,
+            Ok(Err(error)) => return Err(sandbox::explain(error, &self.limits.store)),
+            Err(late) => bail!("{late}"),
+        };
+        let port = instance.hbutils_network_port().clone();
+        let live = Live {
             store,
-            exports,
-            self.limits,
-            stderr,
-            admission,
-        ))
+            port,
+            _admission: admission,
+        };
+        Ok(AsyncSession::new(live, self.limits, stderr))
     }
 
-    /// The component linked by `linker`, linked the first time it is asked
-    /// for. Two threads asking at once may both link; one result is kept.
-    fn linked<'a>(
-        &self,
-        slot: &'a OnceLock<InstancePre<State>>,
-        linker: fn(&Engine) -> Result<Linker<State>>,
-    ) -> Result<&'a InstancePre<State>> {
-        if let Some(pre) = slot.get() {
+    /// The component linked for async calls, linked the first time it is
+    /// asked for. Two threads asking at once may both link; one is kept.
+    fn linked(&self) -> Result<&PortUtilsPre<State>> {
+        if let Some(pre) = self.pre.get() {
             return Ok(pre);
         }
-        let pre = linker(&self.engine)?
+        let instance_pre = async_linker(&self.engine)?
             .instantiate_pre(&self.component)
             .context("the component needs imports this host does not give")?;
-        Ok(slot.get_or_init(|| pre))
+        let pre = PortUtilsPre::new(instance_pre).context(
+            "the component does not export hbutils:network/port@0.3.0 as this host calls it",
+        )?;
+        Ok(self.pre.get_or_init(|| pre))
     }
 
     fn admit(&self) -> Result<Admission> {
@@ -242,19 +247,9 @@ fn precompiled(engine: &Engine, bytes: &[u8]) -> Option<Component> {
     unsafe { Component::deserialize(engine, bytes) }.ok()
 }
 
-/// A component the build embedded: its native code when `engine` accepts it
-/// (and `true`), else compiled here from `wasm` (another engine
-/// configuration, or a CPU the build's code does not suit).
-pub(crate) fn load_built(engine: &Engine, native: &[u8], wasm: &[u8]) -> Result<(Component, bool)> {
-    match precompiled(engine, native) {
-        Some(component) => Ok((component, true)),
-        None => Ok((Component::new(engine, wasm)?, false)),
-    }
-}
-
-/// WASI p2 for sync calls, on any store data that is a [`WasiView`]. What the
-/// guest may reach is decided per store, by the [`NetworkPolicy`] applied to
-/// its `WasiCtxBuilder`.
+/// WASI p2 for sync calls (`call`, `instantiate`), on any store data that is
+/// a [`WasiView`]. What the guest may reach is decided per store, by the
+/// [`NetworkPolicy`] applied to its `WasiCtxBuilder`.
 pub fn sync_linker<T: WasiView + 'static>(engine: &Engine) -> Result<Linker<T>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -262,7 +257,8 @@ pub fn sync_linker<T: WasiView + 'static>(engine: &Engine) -> Result<Linker<T>> 
 }
 
 /// WASI p2 for async calls (`call_async`, `instantiate_async`), on any store
-/// data that is a [`WasiView`].
+/// data that is a [`WasiView`]: what every session uses, and what the
+/// generated [`PortUtils`](crate::PortUtils) calls need.
 pub fn async_linker<T: WasiView + 'static>(engine: &Engine) -> Result<Linker<T>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

@@ -61,42 +61,25 @@
 #![warn(missing_docs)]
 
 mod async_session;
-mod echo;
+pub mod bindings;
 mod engine_config;
-mod exports;
 mod host;
+mod limits;
 mod policy;
 mod sandbox;
 mod session;
 
-pub use async_session::AsyncSession;
-pub use echo::{ECHO_COMPONENT, EchoServer};
-pub use exports::{PORT_INTERFACE, Reservation};
-pub use exports_gen::hbutils::network::port::{
+pub use async_session::{AsyncSession, Reservation};
+pub use bindings::exports::hbutils::network::port::{
     Candidates, ErrorCode, FamilyStatus, PortRange, PortStatus, ReservationError,
 };
+pub use bindings::{PortUtils, PortUtilsPre};
 pub use host::{COMPONENT, PortHost, async_linker, sync_linker};
+pub use limits::{Limits, Pooling, StoreBounds};
 pub use policy::{BadBlock, NetworkPolicy, PortBlock};
-pub use sandbox::{
-    Calls, EPOCH_TICK, Limits, State, Stderr, engine, sandboxed_store, start_epoch_ticker,
-};
+pub use sandbox::{EPOCH_TICK, State, Stderr, engine, sandboxed_store, start_epoch_ticker};
 pub use session::Session;
 
-/// The bindings wasmtime generates from `wit/port.wit`, for embedders who
-/// instantiate the component on their own store data.
-#[allow(missing_docs)]
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "port-utils",
-        additional_derives: [PartialEq, Eq],
-        // The socket a reservation hands over is wasmtime-wasi's own
-        // `TcpSocket`, living in the store's resource table like any socket
-        // the guest made.
-        with: { "wasi": wasmtime_wasi::p2::bindings },
-        require_store_data_send: true,
-    });
-}
-
-use bindings::exports as exports_gen;
-pub use bindings::{PortUtils, PortUtilsPre};
+/// The interface the sessions call, at the version this crate was written
+/// against; the component must export it.
+pub const PORT_INTERFACE: &str = "hbutils:network/port@0.3.0";

@@ -7,7 +7,7 @@ mod report;
 
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Command, Run, Sandbox};
-use port_host::{AsyncSession, EchoServer, ErrorCode, Limits, NetworkPolicy, PortHost, Stderr};
+use port_host::{AsyncSession, ErrorCode, Limits, NetworkPolicy, PortHost, Stderr};
 use report::{Failure, Freedom, Port, Ports, Probe};
 use serde::Serialize;
 use std::fmt::Display;
@@ -59,7 +59,9 @@ async fn run(command: Command) -> wasmtime::Result<ExitCode> {
         Command::GetFreePort { search, count, run } => {
             let ports = search.ports.as_ref();
             let strict = !search.no_strict;
-            let mut session = session(&run, 0).await?;
+            // Ports the OS picks for a count stay bound until the call
+            // returns, a live resource each, as reservations are.
+            let mut session = session(&run, count.count.unwrap_or(0)).await?;
             match count.count {
                 None => {
                     let answer = session.get_free_port(ports, strict).await?;
@@ -118,29 +120,6 @@ async fn run(command: Command) -> wasmtime::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::ServeEcho { search, sandbox } => {
-            let started = EchoServer::start(
-                network(&sandbox),
-                search.ports.as_ref(),
-                !search.no_strict,
-                limits(&sandbox),
-            )
-            .await?;
-            let mut server = match started {
-                Ok(server) => server,
-                Err(error) => return Ok(component_error(&sandbox, &error)),
-            };
-            print(
-                &sandbox,
-                &Port {
-                    port: server.port(),
-                },
-            )?;
-            match server.serve(None).await? {
-                Ok(()) => Ok(ExitCode::SUCCESS),
-                Err(code) => wasmtime::bail!("the echo server stopped: {code}"),
-            }
-        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "port-host", &mut io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -163,8 +142,7 @@ fn answered<T: Serialize + Display>(
 }
 
 /// The answer on a line of its own (or as JSON), flushed at once: for
-/// `reserve` and `serve-echo` a script reading it is waiting while this
-/// process keeps running.
+/// `reserve` a script reading it is waiting while this process keeps running.
 fn print<T: Serialize + Display>(sandbox: &Sandbox, value: &T) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     if sandbox.json {
@@ -202,7 +180,7 @@ fn limits(sandbox: &Sandbox) -> Limits {
 /// a live resource) beyond what every session may.
 async fn session(run: &Run, reservations: u32) -> wasmtime::Result<AsyncSession> {
     let mut limits = limits(&run.sandbox);
-    limits.resources = limits.resources.max(reservations as usize + 16);
+    limits.store.resources = limits.store.resources.max(reservations as usize + 16);
     let host = match &run.component {
         Some(path) => PortHost::from_file(path, limits)?,
         // One component per process: no compiler needed to start it.

@@ -1,85 +1,24 @@
-//! One store's sandbox: the bounds a guest lives within (memory, tables,
-//! instances, live resources, time), the store that enforces them, and the
-//! engine's epoch that call deadlines are counted in.
-//!
-//! A plugin host runs components it did not write, so every bound is per
-//! store and ends the guest with an error rather than taking the host.
+//! One store's sandbox: the store that enforces [`StoreBounds`], the engine
+//! it lives on, and the epoch that lets a call's deadline take effect.
 
 use crate::NetworkPolicy;
 use crate::engine_config::{Pool, engine_config};
+use crate::limits::{Pooling, StoreBounds};
+use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
-use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, ResourceLimiter, Result, Store, UpdateDeadline, bail};
+use wasmtime::component::{ResourceTable, ResourceTableError};
+use wasmtime::{Engine, EngineWeak, ResourceLimiter, Result, Store, UpdateDeadline, bail};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// How often [`start_epoch_ticker`] advances an engine's epoch; deadlines and
-/// the async yield are counted in these.
+/// How often [`start_epoch_ticker`] advances an engine's epoch: a guest
+/// spinning in its own code yields to its caller's deadline this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// What wasmtime keeps per table element: one pointer. Tables count toward
 /// the store's memory bound at this price.
 const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
-
-/// Bounds on what one store, and one host, may use.
-///
-/// The defaults fit the port component many times over and stop a hostile
-/// one early. Measured, the component needs 320 KiB of memory (searching a
-/// 65,536-entry list), 3 core instances, 1 memory, 2 tables with 93 elements
-/// in all, and 2 live resources plus one per reservation it holds.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Every linear memory and table of a store together, in bytes (a table
-    /// element counts as a pointer's size).
-    pub memory_bytes: usize,
-    /// Table elements of a store, all tables together.
-    pub table_elements: usize,
-    /// Core instances per store (a component is several).
-    pub instances: usize,
-    /// Linear memories per store.
-    pub memories: usize,
-    /// Tables per store.
-    pub tables: usize,
-    /// Live WASI resources per store: sockets, streams, pollables. A socket
-    /// holds one descriptor and each reservation one socket, so this bounds
-    /// the store's descriptors.
-    pub resources: usize,
-    /// Sessions alive at once per [`PortHost`](crate::PortHost). With
-    /// `resources`, it bounds the descriptors every tenant together can hold:
-    /// `sessions × resources`.
-    pub sessions: usize,
-    /// Wall time one call may run. The async API counts host calls too
-    /// (a guest blocked on a socket); the sync API only guest code.
-    pub call_timeout: Duration,
-    /// `None`: each store maps its own memory when it is made. `Some(n)`: up
-    /// to `n` stores live at once, in slots the engine maps once: cheaper
-    /// per store, for hosts that make a store per request.
-    pub pooled_instances: Option<u32>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: 64 << 20,
-            table_elements: 10_000,
-            instances: 20,
-            memories: 4,
-            tables: 20,
-            resources: 1_000,
-            sessions: 64,
-            call_timeout: Duration::from_secs(30),
-            pooled_instances: None,
-        }
-    }
-}
-
-impl Limits {
-    /// The descriptors all sessions of one host may hold at once.
-    pub fn host_descriptor_bound(&self) -> usize {
-        self.sessions.saturating_mul(self.resources)
-    }
-}
 
 /// Where a session's guest writes its stderr (the strict-mode warning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,10 +53,10 @@ impl State {
 }
 
 /// Sums what a store's memories and tables take and refuses what would pass
-/// [`Limits`]. wasmtime's own `StoreLimits` bounds each memory on its own, so
-/// forty instances could take forty times the "limit".
+/// [`StoreBounds`]. wasmtime's own `StoreLimits` bounds each memory on its
+/// own, so forty instances could take forty times the "limit".
 struct StoreLimiter {
-    limits: Limits,
+    bounds: StoreBounds,
     /// Bytes of every memory plus every table's elements at their price.
     bytes: usize,
     elements: usize,
@@ -126,10 +65,10 @@ struct StoreLimiter {
 impl StoreLimiter {
     fn charge(&mut self, more_bytes: usize, what: &str) -> Result<bool> {
         let total = self.bytes.saturating_add(more_bytes);
-        if total > self.limits.memory_bytes {
+        if total > self.bounds.memory_bytes {
             bail!(
                 "the component asked for {what} beyond its store's {} MiB memory limit",
-                self.limits.memory_bytes >> 20
+                self.bounds.memory_bytes >> 20
             );
         }
         self.bytes = total;
@@ -155,10 +94,10 @@ impl ResourceLimiter for StoreLimiter {
     ) -> Result<bool> {
         let more = desired.saturating_sub(current);
         let elements = self.elements.saturating_add(more);
-        if elements > self.limits.table_elements {
+        if elements > self.bounds.table_elements {
             bail!(
                 "the component asked for more table elements than its store's {} allow",
-                self.limits.table_elements
+                self.bounds.table_elements
             );
         }
         let allowed = self.charge(more.saturating_mul(TABLE_ELEMENT_BYTES), "a larger table")?;
@@ -167,23 +106,23 @@ impl ResourceLimiter for StoreLimiter {
     }
 
     fn instances(&self) -> usize {
-        self.limits.instances
+        self.bounds.instances
     }
 
     fn tables(&self) -> usize {
-        self.limits.tables
+        self.bounds.tables
     }
 
     fn memories(&self) -> usize {
-        self.limits.memories
+        self.bounds.memories
     }
 }
 
 /// An engine with the settings this crate needs (epoch interruption; the
-/// pooling allocator when `limits` ask for it), whose epoch advances every
+/// pooling allocator when `pooling` is given), whose epoch advances every
 /// [`EPOCH_TICK`] until it is dropped.
-pub fn engine(limits: &Limits) -> Result<Engine> {
-    let engine = Engine::new(&config(limits))?;
+pub fn engine(pooling: Option<&Pooling>) -> Result<Engine> {
+    let engine = Engine::new(&config(pooling)?)?;
     start_epoch_ticker(&engine);
     Ok(engine)
 }
@@ -191,31 +130,49 @@ pub fn engine(limits: &Limits) -> Result<Engine> {
 /// An engine like [`engine`]'s that loads precompiled code and cannot
 /// compile: it skips making Cranelift, most of an engine's making. Its epoch
 /// is not ticked yet; the caller starts the ticker once it keeps the engine.
-pub(crate) fn loading_engine(limits: &Limits) -> Result<Engine> {
-    let mut config = config(limits);
+pub(crate) fn loading_engine(pooling: Option<&Pooling>) -> Result<Engine> {
+    let mut config = config(pooling)?;
     // What the build precompiled with (`engine_config`) stays as it was: the
     // compiler is not one of the settings a precompiled artifact must match.
     config.enable_compiler(false);
     Engine::new(&config)
 }
 
-fn config(limits: &Limits) -> wasmtime::Config {
+fn config(pooling: Option<&Pooling>) -> Result<wasmtime::Config> {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let pool = limits.pooled_instances.map(|stores| Pool {
-        stores,
-        memory_bytes: limits.memory_bytes,
-        instances: count(limits.instances),
-        memories: count(limits.memories),
-        tables: count(limits.tables),
-        table_elements: limits.table_elements,
+    let pool = pooling.map(|pooling| {
+        let bounds = &pooling.per_store;
+        Pool {
+            stores: pooling.stores,
+            memory_bytes: bounds.memory_bytes,
+            instances: count(bounds.instances),
+            memories: count(bounds.memories),
+            tables: count(bounds.tables),
+            table_elements: bounds.table_elements,
+        }
     });
     engine_config(pool)
 }
 
 /// Advances `engine`'s epoch every [`EPOCH_TICK`] on a thread of its own,
-/// until the engine is dropped. A host that brings its own engine and does
-/// not tick it already calls this once.
-pub fn start_epoch_ticker(engine: &Engine) {
+/// until the engine is dropped. An embedder that brings its own engine calls
+/// this (or ticks the epoch itself). Calling it again for the same engine
+/// starts nothing; it returns whether this call started the ticker.
+pub fn start_epoch_ticker(engine: &Engine) -> bool {
+    static TICKED: Mutex<Vec<EngineWeak>> = Mutex::new(Vec::new());
+    let mut ticked = TICKED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Engines that are gone have stopped their tickers; forget them.
+    ticked.retain(|weak| weak.upgrade().is_some());
+    if ticked
+        .iter()
+        .filter_map(EngineWeak::upgrade)
+        .any(|other| Engine::same(&other, engine))
+    {
+        return false;
+    }
+    ticked.push(engine.weak());
     let weak = engine.weak();
     thread::spawn(move || {
         while let Some(engine) = weak.upgrade() {
@@ -224,27 +181,21 @@ pub fn start_epoch_ticker(engine: &Engine) {
             thread::sleep(EPOCH_TICK);
         }
     });
-}
-
-/// How a store's calls are timed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Calls {
-    /// Sync calls: the guest traps when its deadline passes (guest code only).
-    Sync,
-    /// Async calls: the guest yields at every tick, so that the caller's
-    /// timeout (and other tasks) get their turn even while it spins.
-    Async,
+    true
 }
 
 /// A store whose guest gets `network` and nothing else of the host: no files,
-/// no environment, no arguments, no stdin or stdout; bounded by `limits`.
+/// no environment, no arguments, no stdin or stdout; bounded by `bounds`.
 /// Returns the stderr buffer when `stderr` is [`Stderr::Capture`].
+///
+/// The guest yields at every epoch tick, so that a caller's deadline (and,
+/// in tokio, other tasks) get their turn even while it spins: calls into it
+/// are made with `call_async`, under a timeout.
 pub fn sandboxed_store(
     engine: &Engine,
     network: NetworkPolicy,
     stderr: Stderr,
-    limits: Limits,
-    calls: Calls,
+    bounds: &StoreBounds,
 ) -> (Store<State>, Option<MemoryOutputPipe>) {
     let mut wasi = WasiCtxBuilder::new();
     network.apply(&mut wasi);
@@ -260,44 +211,33 @@ pub fn sandboxed_store(
         }
     };
     let mut table = ResourceTable::new();
-    table.set_max_capacity(limits.resources);
+    table.set_max_capacity(bounds.resources);
     let state = State {
         wasi: wasi.build(),
         table,
         limiter: StoreLimiter {
-            limits,
+            bounds: *bounds,
             bytes: 0,
             elements: 0,
         },
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    match calls {
-        Calls::Sync => store.set_epoch_deadline(deadline_ticks(limits.call_timeout)),
-        Calls::Async => {
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
-        }
-    }
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
     (store, captured)
 }
 
-/// Runs `call` within `limits.call_timeout`, a host call included: its
-/// result with any bound it ran into named (see [`explain`]), or, past the
-/// deadline, `Err` with the line that says so.
-pub(crate) async fn within_deadline<T>(
-    limits: &Limits,
-    call: impl Future<Output = Result<T>>,
-) -> std::result::Result<Result<T>, String> {
-    match tokio::time::timeout(limits.call_timeout, call).await {
-        Ok(result) => Ok(result.map_err(|error| explain(error, limits))),
-        Err(_) => Err(deadline_message(limits.call_timeout)),
-    }
-}
-
-/// `timeout` in epoch ticks, at least one.
-pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+/// Runs `call` within `timeout`, a host call included. `Err` with the line
+/// that says so when it runs past; `call` is dropped there, mid-call.
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = T>,
+) -> std::result::Result<T, String> {
+    // tokio turns a deadline past the clock's end into "never", not a wrap.
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| deadline_message(timeout))
 }
 
 /// The line a call that ran past `timeout` ends with.
@@ -308,22 +248,80 @@ pub(crate) fn deadline_message(timeout: Duration) -> String {
     )
 }
 
-/// Names the bound a call ran into, when it ran into one: the guest's own
-/// trap says only what wasmtime saw.
-pub(crate) fn explain(error: wasmtime::Error, limits: &Limits) -> wasmtime::Error {
-    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-        return wasmtime::format_err!("{}", deadline_message(limits.call_timeout));
-    }
-    if error.chain().any(|cause| {
-        cause
-            .downcast_ref::<wasmtime::component::ResourceTableError>()
-            .is_some()
-    }) {
-        return wasmtime::format_err!(
+/// Names the bound a failed call ran into, as context over the error itself:
+/// the trap or the host's error stays the source, for `downcast_ref`.
+pub(crate) fn explain(error: wasmtime::Error, bounds: &StoreBounds) -> wasmtime::Error {
+    let table_error = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ResourceTableError>())
+        .map(|table| matches!(table, ResourceTableError::Full));
+    match table_error {
+        Some(true) => error.context(format!(
             "the component went over its quota of {} live sockets, streams and pollables \
              and was stopped",
-            limits.resources
-        );
+            bounds.resources
+        )),
+        Some(false) => {
+            let what = error
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<ResourceTableError>())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            error.context(format!(
+                "the component used a handle the host does not hold for it ({what}) and was stopped"
+            ))
+        }
+        None if error.downcast_ref::<wasmtime::Trap>().is_some() => {
+            error.context("the component trapped and was stopped")
+        }
+        None => error,
     }
-    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_full_table_is_reported_as_a_quota_and_the_source_stays() {
+        let bounds = StoreBounds::default();
+        let full = explain(wasmtime::Error::new(ResourceTableError::Full), &bounds);
+        assert!(full.to_string().contains("quota of 1000"), "{full}");
+        assert!(full.downcast_ref::<ResourceTableError>().is_some());
+        for other in [
+            ResourceTableError::NotPresent,
+            ResourceTableError::WrongType,
+            ResourceTableError::HasChildren,
+        ] {
+            let what = other.to_string();
+            let error = explain(wasmtime::Error::new(other), &bounds);
+            let message = error.to_string();
+            assert!(!message.contains("quota"), "{message}");
+            assert!(message.contains(&what), "{message}");
+            assert!(error.downcast_ref::<ResourceTableError>().is_some());
+        }
+    }
+
+    #[test]
+    fn a_trap_keeps_its_type_under_the_explanation() {
+        let error = explain(
+            wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached),
+            &StoreBounds::default(),
+        );
+        assert_eq!(
+            error.downcast_ref::<wasmtime::Trap>(),
+            Some(&wasmtime::Trap::UnreachableCodeReached)
+        );
+        assert!(error.to_string().contains("trapped"), "{error}");
+    }
+
+    #[test]
+    fn a_second_ticker_for_one_engine_is_not_started() {
+        let engine = Engine::new(wasmtime::Config::new().epoch_interruption(true)).unwrap();
+        assert!(start_epoch_ticker(&engine));
+        assert!(!start_epoch_ticker(&engine));
+        assert!(!start_epoch_ticker(&engine.clone()));
+        let other = Engine::new(wasmtime::Config::new().epoch_interruption(true)).unwrap();
+        assert!(start_epoch_ticker(&other));
+    }
 }

@@ -1,47 +1,29 @@
-//! A session for sync callers: one store and one instance, typed calls on
-//! every export, reservations and the probe.
+//! A session for sync callers: [`AsyncSession`]'s calls, blocked on. It
+//! shares that session's lifecycle whole: the same deadline, host calls
+//! included, and the same end after a trap or a deadline.
 
-use crate::exports::{Exports, Reservation};
-use crate::host::Admission;
-use crate::sandbox::{self, Limits, State};
-use crate::{Candidates, ErrorCode, PortStatus, ReservationError};
+use crate::{AsyncSession, Candidates, ErrorCode, PortStatus, Reservation, ReservationError};
 use std::thread;
+use wasmtime::Result;
 use wasmtime::component::Resource;
-use wasmtime::{Result, Store};
 use wasmtime_wasi::p2::bindings::sockets::tcp::TcpSocket;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-/// One store and one instance: what a single caller uses. The outer error of
-/// each call is the host's (a trap, a deadline, a quota); the inner one is the
-/// component's answer.
-pub struct Session {
-    store: Store<State>,
-    exports: Exports,
-    limits: Limits,
-    stderr: Option<MemoryOutputPipe>,
-    _admission: Admission,
-}
+/// One store and one instance: what a single sync caller uses. The outer
+/// error of each call is the host's (a trap, a deadline, a quota) and ends
+/// the session; the inner one is the component's answer.
+///
+/// It works inside a tokio runtime too (each call then runs on a thread of
+/// its own and blocks the calling worker); there an [`AsyncSession`] fits better.
+pub struct Session(AsyncSession);
 
 impl Session {
-    pub(crate) fn new(
-        store: Store<State>,
-        exports: Exports,
-        limits: Limits,
-        stderr: Option<MemoryOutputPipe>,
-        admission: Admission,
-    ) -> Self {
-        Session {
-            store,
-            exports,
-            limits,
-            stderr,
-            _admission: admission,
-        }
+    pub(crate) fn new(session: AsyncSession) -> Self {
+        Session(session)
     }
 
     /// `is-free-port`.
     pub fn is_free_port(&mut self, port: u16) -> Result<Result<bool, ErrorCode>> {
-        self.call(|exports, store| Ok(exports.is_free_port.call(store, (port,))?.0))
+        self.block(async |s| s.is_free_port(port).await)
     }
 
     /// `get-free-port`.
@@ -50,10 +32,7 @@ impl Session {
         ports: Option<&Candidates>,
         strict: bool,
     ) -> Result<Result<u16, ErrorCode>> {
-        self.call(|exports, store| {
-            let func = exports.get_free_port(store)?;
-            Ok(func.call(store, (ports, strict))?.0)
-        })
+        self.block(async |s| s.get_free_port(ports, strict).await)
     }
 
     /// `reserve-port`: the first free port among `ports`, held.
@@ -62,10 +41,7 @@ impl Session {
         ports: Option<&Candidates>,
         strict: bool,
     ) -> Result<Result<Reservation, ErrorCode>> {
-        self.call(|exports, store| {
-            let func = exports.reserve_port(store)?;
-            Ok(func.call(store, (ports, strict))?.0.map(Reservation))
-        })
+        self.block(async |s| s.reserve_port(ports, strict).await)
     }
 
     /// `get-free-ports`: `count` distinct free ports among `ports`, in order.
@@ -75,10 +51,7 @@ impl Session {
         count: u32,
         strict: bool,
     ) -> Result<Result<Vec<u16>, ErrorCode>> {
-        self.call(|exports, store| {
-            let func = exports.get_free_ports(store)?;
-            Ok(func.call(store, (ports, count, strict))?.0)
-        })
+        self.block(async |s| s.get_free_ports(ports, count, strict).await)
     }
 
     /// `reserve-ports`: `count` ports held, or none at all.
@@ -88,11 +61,7 @@ impl Session {
         count: u32,
         strict: bool,
     ) -> Result<Result<Vec<Reservation>, ErrorCode>> {
-        self.call(|exports, store| {
-            let func = exports.reserve_ports(store)?;
-            let held = func.call(store, (ports, count, strict))?.0;
-            Ok(held.map(|held| held.into_iter().map(Reservation).collect()))
-        })
+        self.block(async |s| s.reserve_ports(ports, count, strict).await)
     }
 
     /// `reservation.port`.
@@ -100,8 +69,7 @@ impl Session {
         &mut self,
         reservation: &Reservation,
     ) -> Result<Result<u16, ReservationError>> {
-        let handle = reservation.0;
-        self.call(|exports, store| Ok(exports.port.call(store, (handle,))?.0))
+        self.block(async |s| s.reservation_port(reservation).await)
     }
 
     /// `reservation.take-socket`: the listening socket, now the host's, in
@@ -110,61 +78,53 @@ impl Session {
         &mut self,
         reservation: &Reservation,
     ) -> Result<Result<Resource<TcpSocket>, ReservationError>> {
-        let handle = reservation.0;
-        self.call(|exports, store| Ok(exports.take_socket.call(store, (handle,))?.0))
+        self.block(async |s| s.take_socket(reservation).await)
     }
 
     /// `reservation.release`: the port is free again when this returns `Ok`.
     pub fn release(&mut self, reservation: &Reservation) -> Result<Result<(), ReservationError>> {
-        let handle = reservation.0;
-        self.call(|exports, store| Ok(exports.release.call(store, (handle,))?.0))
+        self.block(async |s| s.release(reservation).await)
     }
 
     /// Drops the handle; the guest closes the socket if it still holds one.
     pub fn drop_reservation(&mut self, reservation: Reservation) -> Result<()> {
-        self.call(|_, store| reservation.0.resource_drop(store))
-    }
-
-    /// Closes a socket [`Session::take_socket`] handed over.
-    pub fn close_socket(&mut self, socket: Resource<TcpSocket>) -> Result<()> {
-        self.store.data_mut().table().delete(socket)?;
-        Ok(())
+        self.block(async |s| s.drop_reservation(reservation).await)
     }
 
     /// `probe-port`: what a bind on each loopback family finds.
     pub fn probe_port(&mut self, port: u16) -> Result<Result<PortStatus, ErrorCode>> {
-        self.call(|exports, store| Ok(exports.probe_port.call(store, (port,))?.0))
+        self.block(async |s| s.probe_port(port).await)
+    }
+
+    /// Closes a socket [`Session::take_socket`] handed over.
+    pub fn close_socket(&mut self, socket: Resource<TcpSocket>) -> Result<()> {
+        self.0.close_socket(socket)
     }
 
     /// What the guest wrote to stderr so far, if the session captures it.
     pub fn captured_stderr(&self) -> Option<String> {
-        self.stderr
-            .as_ref()
-            .map(|pipe| String::from_utf8_lossy(&pipe.contents()).into_owned())
+        self.0.captured_stderr()
     }
 
-    /// Runs one export under a fresh deadline, off any tokio runtime.
-    fn call<T: Send>(
-        &mut self,
-        export: impl FnOnce(&Exports, &mut Store<State>) -> Result<T> + Send,
-    ) -> Result<T> {
-        let Session {
-            store,
-            exports,
-            limits,
-            ..
-        } = self;
-        store.set_epoch_deadline(sandbox::deadline_ticks(limits.call_timeout));
-        let result = outside_tokio(|| export(exports, store));
-        result.map_err(|error| sandbox::explain(error, limits))
+    /// Why the session has ended, or `None` while it can still be called.
+    pub fn ended(&self) -> Option<&str> {
+        self.0.ended()
+    }
+
+    /// Runs one async call to its end on this thread, or, inside a tokio
+    /// runtime, on a thread of its own: wasmtime-wasi's blocking helper
+    /// `block_on`s the current runtime, which panics inside one
+    /// (wasmtime#11339); elsewhere it drives the call on wasmtime-wasi's own
+    /// runtime, whose clock the deadline is measured on.
+    fn block<R: Send>(&mut self, call: impl AsyncFnOnce(&mut AsyncSession) -> R + Send) -> R {
+        let session = &mut self.0;
+        blocking(move || wasmtime_wasi::runtime::in_tokio(call(session)))
     }
 }
 
-/// Runs `work` where no tokio runtime is current. wasmtime-wasi's sync
-/// bindings `block_on` the current runtime for every socket call, which
-/// panics inside one (wasmtime#11339); on a thread of its own the call uses
-/// wasmtime-wasi's private runtime, as it does outside tokio.
-fn outside_tokio<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+/// Runs `work` where no tokio runtime is current: here, or on a scoped
+/// thread when this one is inside a runtime.
+pub(crate) fn blocking<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     if tokio::runtime::Handle::try_current().is_err() {
         return work();
     }

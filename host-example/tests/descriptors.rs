@@ -5,8 +5,9 @@
 mod common;
 
 use common::{block, free_block, free_port, listen, open_descriptors, session};
-use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, Stderr};
+use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, Stderr, StoreBounds};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Held by each test, so that no other test's sockets move the count.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -86,7 +87,10 @@ fn a_hostile_tenant_stops_at_its_quota_and_gives_every_descriptor_back() {
     let _turn = one_at_a_time();
     let wasm = std::fs::read(test_guests::ESCAPE_GUEST).unwrap();
     let limits = Limits {
-        resources: 500,
+        store: StoreBounds {
+            resources: 500,
+            ..StoreBounds::default()
+        },
         ..Limits::default()
     };
     let hostile_host = PortHost::from_bytes(&wasm, limits).unwrap();
@@ -122,4 +126,114 @@ fn a_hostile_tenant_stops_at_its_quota_and_gives_every_descriptor_back() {
 
     drop(hostile);
     assert_eq!(open_descriptors(), before);
+}
+
+/// A host of the escape guest whose calls end after `timeout`.
+fn hostile_host(timeout: Duration) -> PortHost {
+    let wasm = std::fs::read(test_guests::ESCAPE_GUEST).unwrap();
+    let limits = Limits {
+        call_timeout: timeout,
+        ..Limits::default()
+    };
+    PortHost::from_bytes(&wasm, limits).unwrap()
+}
+
+/// Asserts that `error` and then the session's next call say it ended and
+/// why, and that the session no longer holds a descriptor.
+fn assert_ended(error: wasmtime::Error, next: wasmtime::Error, why: &str, before: usize) {
+    assert!(format!("{error:#}").contains(why), "{error:#}");
+    let next = next.to_string();
+    assert!(next.starts_with("this session has ended: "), "{next}");
+    assert!(next.contains(why), "{next}");
+    assert_eq!(
+        open_descriptors(),
+        before,
+        "the ended session kept descriptors"
+    );
+}
+
+#[test]
+fn a_sync_session_blocked_in_accept_ends_within_its_deadline_and_frees_its_socket() {
+    let _turn = one_at_a_time();
+    let host = hostile_host(Duration::from_secs(1));
+    let mut session = host
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
+        .unwrap();
+    let before = open_descriptors();
+    let started = Instant::now();
+    // The guest listens, then waits in `accept` inside a host call.
+    let error = session.is_free_port(1).unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "ended after {took:?}");
+    let next = session.is_free_port(5).unwrap_err();
+    assert_ended(error, next, "ran past its 1 s deadline", before);
+    assert!(session.ended().is_some());
+}
+
+#[test]
+fn after_a_trap_the_next_call_says_so_and_the_sockets_are_already_closed() {
+    let _turn = one_at_a_time();
+    let host = hostile_host(Duration::from_secs(30));
+    let mut session = host
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
+        .unwrap();
+    let before = open_descriptors();
+    // The guest opens 8 sockets, then traps.
+    let error = session.is_free_port(4).unwrap_err();
+    assert_eq!(
+        error.downcast_ref::<wasmtime::Trap>(),
+        Some(&wasmtime::Trap::UnreachableCodeReached),
+        "{error:?}"
+    );
+    let next = session.is_free_port(5).unwrap_err();
+    assert_ended(error, next, "trapped", before);
+}
+
+#[test]
+fn after_a_dropped_future_the_next_call_says_so_and_the_socket_is_already_closed() {
+    let _turn = one_at_a_time();
+    let runtime = common::runtime();
+    let host = hostile_host(Duration::from_secs(30));
+    let mut session = runtime
+        .block_on(host.async_session(NetworkPolicy::loopback(), Stderr::Capture))
+        .unwrap();
+    let before = open_descriptors();
+    // The caller gives up on a guest waiting in `accept`: its future is dropped.
+    let gave_up = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_millis(200), session.is_free_port(1)).await
+    });
+    assert!(gave_up.is_err(), "the guest was to wait in accept");
+    assert!(session.ended().is_some());
+    assert_eq!(
+        open_descriptors(),
+        before,
+        "the dropped call kept descriptors"
+    );
+    let next = runtime.block_on(session.is_free_port(5)).unwrap_err();
+    assert!(next.to_string().contains("cancelled"), "{next}");
+}
+
+#[test]
+fn an_ended_session_gives_back_its_place_among_the_hosts_sessions() {
+    let _turn = one_at_a_time();
+    let wasm = std::fs::read(test_guests::ESCAPE_GUEST).unwrap();
+    let limits = Limits {
+        sessions: 1,
+        ..Limits::default()
+    };
+    let host = PortHost::from_bytes(&wasm, limits).unwrap();
+    let mut first = host
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
+        .unwrap();
+    assert!(
+        host.session(NetworkPolicy::loopback(), Stderr::Capture)
+            .is_err(),
+        "one session at a time"
+    );
+    first.is_free_port(4).unwrap_err();
+    // `first` is still in scope, but ended: its place is free.
+    let mut second = host
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
+        .unwrap();
+    assert_eq!(second.is_free_port(5).unwrap(), Ok(true));
 }

@@ -1,15 +1,19 @@
 //! Many callers holding many ports at once: thousands of listening sockets,
-//! past the 1,024 descriptors many systems allow by default, so this binary
-//! raises its own open-file limit.
+//! and thousands of ports the OS picks for one `get-free-ports`, past the
+//! 1,024 descriptors many systems allow by default, so this binary raises its
+//! own open-file limit.
 
 mod common;
 
-use common::{allow_open_files, block, free_block, host, natively_free};
-use port_host::{ErrorCode, Limits, NetworkPolicy, PortBlock, PortHost, Stderr};
+use common::{allow_open_files, block, free_block, host, listen, natively_free, skipped};
+use port_host::{
+    ErrorCode, Limits, NetworkPolicy, PortBlock, PortHost, Session, Stderr, StoreBounds,
+};
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Instant;
 
 const THREADS: usize = 8;
 const EACH: usize = 250;
@@ -151,7 +155,10 @@ fn reserve_ports_holds_a_thousand_ports_in_one_call_and_frees_them_with_the_sess
     let start = free_block(COUNT);
     // A reservation is a live resource; the default quota is 1,000 per store.
     let limits = Limits {
-        resources: 2 * usize::from(COUNT),
+        store: StoreBounds {
+            resources: 2 * usize::from(COUNT),
+            ..StoreBounds::default()
+        },
         ..Limits::default()
     };
     let host = PortHost::embedded(limits).unwrap();
@@ -170,4 +177,113 @@ fn reserve_ports_holds_a_thousand_ports_in_one_call_and_frees_them_with_the_sess
     assert!(ports.iter().all(|&port| !natively_free(port)));
     drop(session);
     assert!(ports.into_iter().all(natively_free));
+}
+
+/// Raises the open-file limit to `files`, or records why `what` cannot run
+/// here (a hard limit below it) and says so.
+fn room_for(files: u64, what: &str) -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    if limit.rlim_max < files {
+        skipped(&format!(
+            "{what}: needs {files} open files, the hard limit is {}",
+            limit.rlim_max
+        ));
+        return false;
+    }
+    allow_open_files(files);
+    true
+}
+
+/// The ports the OS hands out for `bind(0)`.
+fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let bounds: Vec<u16> = text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    bounds[0]..=bounds[1]
+}
+
+/// A session whose store may hold `sockets` sockets at once, beyond the few
+/// every session has: what `get-free-ports` needs to fill `sockets` ports
+/// from the OS.
+fn session_holding(sockets: u32) -> Session {
+    let limits = Limits {
+        store: StoreBounds {
+            resources: sockets as usize + 16,
+            ..StoreBounds::default()
+        },
+        ..Limits::default()
+    };
+    PortHost::embedded(limits)
+        .unwrap()
+        .session(NetworkPolicy::loopback(), Stderr::Capture)
+        .unwrap()
+}
+
+#[test]
+fn get_free_ports_takes_1000_and_5000_distinct_ports_from_the_os_and_lets_them_go() {
+    for count in [1000u32, 5000] {
+        let what = format!("get-free-ports(none, {count}, false)");
+        if !room_for(u64::from(count) * 2 + 256, &what) {
+            continue;
+        }
+        let mut session = session_holding(count);
+        let started = Instant::now();
+        let ports = session.get_free_ports(None, count, false).unwrap();
+        let took = started.elapsed();
+        let ports = ports.unwrap_or_else(|error| panic!("{what}: {error:?}"));
+        println!("{what} took {took:?}");
+
+        assert_eq!(ports.len(), count as usize);
+        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{what} gave a port twice");
+        let ephemeral = ephemeral_ports();
+        assert!(ports.iter().all(|port| ephemeral.contains(port)));
+        // A snapshot: the call let every port go before it returned. Other
+        // processes may take a few of the ephemeral range meanwhile; a call
+        // that kept its sockets would leave all of them busy.
+        let busy = ports.iter().filter(|&&port| !natively_free(port)).count();
+        assert!(
+            busy <= ports.len() / 100,
+            "{busy} of {count} ports still busy after {what} returned"
+        );
+    }
+}
+
+#[test]
+fn too_few_free_candidates_without_strict_are_topped_up_to_1000_by_the_os() {
+    const COUNT: u32 = 1000;
+    if !room_for(
+        u64::from(COUNT) * 2 + 256,
+        "get-free-ports over 10 candidates, 1000",
+    ) {
+        return;
+    }
+    let start = free_block(10);
+    let _held = [start + 2, start + 5, start + 7].map(listen);
+    let mut session = session_holding(COUNT);
+    let ports = session
+        .get_free_ports(Some(&block(start, 10)), COUNT, false)
+        .unwrap()
+        .unwrap();
+    let free: Vec<u16> = [0, 1, 3, 4, 6, 8, 9].map(|offset| start + offset).into();
+    assert_eq!(ports[..free.len()], free[..], "the free candidates first");
+    assert_eq!(ports.len(), COUNT as usize);
+    let distinct: HashSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), ports.len(), "a port given twice");
+    let ephemeral = ephemeral_ports();
+    assert!(
+        ports[free.len()..]
+            .iter()
+            .all(|port| ephemeral.contains(port))
+    );
 }

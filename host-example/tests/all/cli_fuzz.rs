@@ -4,7 +4,7 @@
 //!
 //! The arguments are drawn from a seed (`CLI_FUZZ_SEED`, or the clock; a
 //! failure names it). What could legitimately run for long is kept out:
-//! `serve-echo` serves until killed, so it is never drawn; `--hold-for` only
+//! `--hold-for` only
 //! gets values that are short or refused; `reserve` without it waits for
 //! stdin, which is null here, so it releases at once. Port numbers that a
 //! command would bind are below 1024 (skipped), in a block this test owns,

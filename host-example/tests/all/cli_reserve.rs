@@ -1,11 +1,10 @@
-//! `port-host reserve`, `serve-echo` and `probe-port`: long-running commands
+//! `port-host reserve` and `probe-port`: long-running commands
 //! and the proof across processes that a reservation cannot be handed out
 //! twice.
 
 use crate::common::{block, free_block, natively_free};
 use port_host::{NetworkPolicy, Stderr};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, TcpStream};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -155,32 +154,6 @@ fn another_process_never_gets_a_reserved_port() {
             "{stderr}"
         );
     }
-}
-
-#[test]
-fn serve_echo_prints_its_port_and_echoes_what_it_receives() {
-    let start = free_block(2);
-    let server = Running::start(&["serve-echo", &range_arg(start, 2)]);
-    let port = server.port();
-    assert_eq!(port, start);
-
-    for message in [&b"hello, component"[..], &[7u8; 20_000][..]] {
-        let mut client = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
-        client.set_read_timeout(Some(PATIENCE)).unwrap();
-        client.write_all(message).unwrap();
-        client.shutdown(Shutdown::Write).unwrap();
-        let mut echoed = Vec::new();
-        client.read_to_end(&mut echoed).unwrap();
-        assert_eq!(echoed, message);
-    }
-}
-
-#[test]
-fn serve_echo_without_network_is_a_one_line_error() {
-    let output = port_host(&["serve-echo", "--deny-network"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.ends_with("error: access denied: the host refused a loopback TCP socket, so the port's state is unknown\n"), "{stderr}");
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! serves on the socket its reservation handed over, and whose only imports
 //! are WASI.
 
+use crate::common::echo::{EchoServer, composed};
 use crate::common::{block, free_block, natively_free, runtime};
-use port_host::{ECHO_COMPONENT, EchoServer, ErrorCode, Limits, NetworkPolicy};
+use port_host::{ErrorCode, Limits, NetworkPolicy};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpStream};
 use std::thread;
@@ -14,7 +15,7 @@ use wasmtime::component::Component;
 #[test]
 fn the_composition_imports_only_wasi() {
     let engine = Engine::default();
-    let component = Component::new(&engine, ECHO_COMPONENT).unwrap();
+    let component = Component::new(&engine, composed()).unwrap();
     let imports: Vec<String> = component
         .component_type()
         .imports(&engine)

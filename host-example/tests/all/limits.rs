@@ -2,22 +2,17 @@
 //! summed, and explicit caps on instances, memories, tables and elements.
 //! Hostile components are written here as WAT.
 
-use port_host::{Calls, Limits, NetworkPolicy, Stderr};
+use port_host::{Limits, NetworkPolicy, Stderr, StoreBounds};
 use wasmtime::component::Component;
 
 /// Instantiates `wat` in a sandboxed store with `limits`; the error's text,
 /// and the process's RSS growth (bytes) while that store still lived.
-fn instantiate(wat: &str, limits: Limits) -> (Result<(), String>, usize) {
-    let engine = port_host::engine(&limits).unwrap();
+fn instantiate(wat: &str, bounds: StoreBounds) -> (Result<(), String>, usize) {
+    let engine = port_host::engine(None).unwrap();
     let component = Component::new(&engine, wat).unwrap();
     let linker = port_host::sync_linker(&engine).unwrap();
-    let (mut store, _) = port_host::sandboxed_store(
-        &engine,
-        NetworkPolicy::denied(),
-        Stderr::Capture,
-        limits,
-        Calls::Sync,
-    );
+    let (mut store, _) =
+        port_host::sandboxed_store(&engine, NetworkPolicy::denied(), Stderr::Capture, &bounds);
     let before = rss_bytes();
     let result = linker
         .instantiate(&mut store, &component)
@@ -54,13 +49,13 @@ const HOG: &str = r#"
 
 #[test]
 fn many_instances_each_growing_memory_are_refused_at_the_store_total() {
-    let limits = Limits::default();
-    let (result, grown) = instantiate(&component_of(HOG, 40), limits);
+    let bounds = StoreBounds::default();
+    let (result, grown) = instantiate(&component_of(HOG, 40), bounds);
     let error = result.unwrap_err();
     assert!(error.contains("64 MiB memory limit"), "{error}");
     // Forty instances under a per-memory bound would have taken 2.5 GiB.
     assert!(
-        grown < limits.memory_bytes + (64 << 20),
+        grown < bounds.memory_bytes + (64 << 20),
         "RSS grew by {} MiB",
         grown >> 20
     );
@@ -70,7 +65,7 @@ fn many_instances_each_growing_memory_are_refused_at_the_store_total() {
 fn a_table_over_the_element_cap_is_refused() {
     let (result, _) = instantiate(
         &component_of("(table 100000 funcref)", 1),
-        Limits::default(),
+        StoreBounds::default(),
     );
     let error = result.unwrap_err();
     assert!(error.contains("table elements"), "{error}");
@@ -79,21 +74,21 @@ fn a_table_over_the_element_cap_is_refused() {
 #[test]
 fn tables_over_the_store_cap_are_refused() {
     let tables = "(table 1 funcref)".repeat(21);
-    let (result, _) = instantiate(&component_of(&tables, 1), Limits::default());
+    let (result, _) = instantiate(&component_of(&tables, 1), StoreBounds::default());
     let error = result.unwrap_err();
     assert!(error.contains("table"), "{error}");
 }
 
 #[test]
 fn instances_over_the_store_cap_are_refused() {
-    let (result, _) = instantiate(&component_of("", 21), Limits::default());
+    let (result, _) = instantiate(&component_of("", 21), StoreBounds::default());
     let error = result.unwrap_err();
     assert!(error.contains("instance"), "{error}");
 }
 
 #[test]
 fn memories_over_the_store_cap_are_refused() {
-    let (result, _) = instantiate(&component_of("(memory 1)", 5), Limits::default());
+    let (result, _) = instantiate(&component_of("(memory 1)", 5), StoreBounds::default());
     let error = result.unwrap_err();
     assert!(error.contains("memor"), "{error}");
 }
@@ -101,12 +96,14 @@ fn memories_over_the_store_cap_are_refused() {
 #[test]
 fn the_port_component_runs_within_a_fraction_of_the_default_limits() {
     let limits = Limits {
-        memory_bytes: 2 << 20,
-        table_elements: 100,
-        instances: 4,
-        memories: 1,
-        tables: 4,
-        resources: 16,
+        store: StoreBounds {
+            memory_bytes: 2 << 20,
+            table_elements: 100,
+            instances: 4,
+            memories: 1,
+            tables: 4,
+            resources: 16,
+        },
         ..Limits::default()
     };
     let host = port_host::PortHost::embedded(limits).unwrap();

@@ -12,6 +12,7 @@ mod cli_fuzz;
 mod cli_processes;
 mod cli_reserve;
 mod echo_server;
+mod embedding;
 mod get_free_port;
 mod is_free_port;
 mod limits;

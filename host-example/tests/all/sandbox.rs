@@ -3,7 +3,9 @@
 //! component gets; `--deny-network` takes even loopback away.
 
 use crate::common::{free_port, ipv6_loopback, listen, session};
-use port_host::{Calls, Candidates, ErrorCode, Limits, NetworkPolicy, PortRange, State, Stderr};
+use port_host::{
+    Candidates, EPOCH_TICK, ErrorCode, Limits, NetworkPolicy, PortRange, State, Stderr, StoreBounds,
+};
 use wasmtime::Store;
 use wasmtime::component::{Component, Instance};
 
@@ -18,11 +20,16 @@ impl Escape {
     }
 
     pub fn with_limits(network: NetworkPolicy, limits: Limits) -> Self {
-        let engine = port_host::engine(&limits).unwrap();
+        let engine = port_host::engine(None).unwrap();
         let component = Component::from_file(&engine, test_guests::ESCAPE_GUEST).unwrap();
         let linker = port_host::sync_linker(&engine).unwrap();
         let (mut store, _) =
-            port_host::sandboxed_store(&engine, network, Stderr::Inherit, limits, Calls::Sync);
+            port_host::sandboxed_store(&engine, network, Stderr::Inherit, &limits.store);
+        // These calls are sync, made straight on the store: the guest traps
+        // at its deadline instead of yielding to a caller's timeout.
+        store.epoch_deadline_trap();
+        let ticks = limits.call_timeout.as_millis() / EPOCH_TICK.as_millis();
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap().max(1));
         let instance = linker.instantiate(&mut store, &component).unwrap();
         Escape { store, instance }
     }
@@ -221,7 +228,10 @@ fn runaway_guest_is_stopped_by_the_call_deadline() {
 #[test]
 fn memory_hungry_guest_is_stopped_by_the_memory_limit() {
     let limits = Limits {
-        memory_bytes: 16 << 20,
+        store: StoreBounds {
+            memory_bytes: 16 << 20,
+            ..StoreBounds::default()
+        },
         ..Limits::default()
     };
     let mut guest = Escape::with_limits(NetworkPolicy::loopback(), limits);

@@ -1,7 +1,14 @@
 //! `port-host` must not run Cranelift at start: the embedded component is
 //! loaded from native code the build made, with either allocator.
 
-use port_host::{ErrorCode, Limits, NetworkPolicy, PortHost, Stderr};
+use port_host::{ErrorCode, Limits, NetworkPolicy, Pooling, PortHost, Stderr, StoreBounds};
+
+fn pool(stores: u32) -> Pooling {
+    Pooling {
+        stores,
+        per_store: StoreBounds::default(),
+    }
+}
 
 #[test]
 fn embedded_component_loads_precompiled() {
@@ -10,11 +17,7 @@ fn embedded_component_loads_precompiled() {
 
 #[test]
 fn pooled_host_loads_the_same_precompiled_component_and_answers() {
-    let host = PortHost::embedded(Limits {
-        pooled_instances: Some(4),
-        ..Limits::default()
-    })
-    .unwrap();
+    let host = PortHost::pooled(pool(4), Limits::default()).unwrap();
     assert!(host.loaded_precompiled());
     let port = crate::common::free_port();
     // More sessions over time than slots: a dropped session returns its slot.
@@ -28,11 +31,7 @@ fn pooled_host_loads_the_same_precompiled_component_and_answers() {
 
 #[test]
 fn pool_exhaustion_is_an_error_not_a_hang() {
-    let host = PortHost::embedded(Limits {
-        pooled_instances: Some(2),
-        ..Limits::default()
-    })
-    .unwrap();
+    let host = PortHost::pooled(pool(2), Limits::default()).unwrap();
     let _live: Vec<_> = (0..2)
         .map(|_| {
             host.session(NetworkPolicy::loopback(), Stderr::Capture)
@@ -74,7 +73,7 @@ fn assert_answers(host: &PortHost) {
 
 #[test]
 fn a_host_on_the_embedders_engine_uses_the_precompiled_component_when_settings_match() {
-    let engine = port_host::engine(&Limits::default()).unwrap();
+    let engine = port_host::engine(None).unwrap();
     let host = PortHost::on_engine(&engine, Limits::default()).unwrap();
     assert!(host.loaded_precompiled());
     assert_answers(&host);

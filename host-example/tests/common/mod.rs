@@ -3,6 +3,8 @@
 //! process's descriptors.
 #![allow(dead_code)] // each test binary uses its own share of these helpers
 
+pub mod echo;
+
 use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, Session, Stderr};
 use socket2::{Domain, Socket, Type};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};

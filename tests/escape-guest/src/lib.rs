@@ -195,6 +195,12 @@ impl port::Guest for Escape {
                 Self::spin();
                 unreachable!("spin never returns")
             }
+            // Holding sockets, then a trap (the component profile aborts
+            // on panic: a wasm `unreachable`), so a host can show it freed them.
+            4 => {
+                Self::hoard_sockets(8);
+                panic!("the escape guest traps on request")
+            }
             _ => Ok(true),
         }
     }

@@ -1,22 +1,20 @@
-//! The echo-server example, composed with the component at build time: a
-//! consumer of `hbutils:network/port` whose only imports are WASI, run in the
-//! same sandbox as the component itself, on the async path.
+//! Runs the echo-server example composed with the component (built by the
+//! `test-guests` crate): a consumer of `hbutils:network/port` whose only
+//! imports are WASI, in the same sandbox as the component itself, on the
+//! async path. Shared by the echo tests and `examples/serve_echo.rs`.
 
-use crate::host::{async_linker, load_built};
-use crate::sandbox::{self, Calls, Limits, State, Stderr};
-use crate::{Candidates, ErrorCode, NetworkPolicy};
-use wasmtime::component::TypedFunc;
+use port_host::{Candidates, ErrorCode, Limits, NetworkPolicy, State, Stderr};
+use wasmtime::component::{Component, TypedFunc};
 use wasmtime::error::Context;
 use wasmtime::{Result, Store, bail};
 
-/// The composed component (echo-server + hbutils-port), made by the build script.
-pub const ECHO_COMPONENT: &[u8] = include_bytes!(env!("ECHO_COMPONENT_WASM"));
-
-/// [`ECHO_COMPONENT`] compiled to native code by the build script.
-const PRECOMPILED: &[u8] = include_bytes!(env!("ECHO_COMPONENT_CWASM"));
-
 /// The consumer's export, as composition re-exports it.
-const SERVER: &str = "hbutils:echo/server@0.1.0";
+pub const SERVER: &str = "hbutils:echo/server@0.1.0";
+
+/// The composed component's bytes.
+pub fn composed() -> Vec<u8> {
+    std::fs::read(test_guests::ECHO_SERVER).expect("test-guests built the echo server")
+}
 
 /// A started echo server: an instance that holds its listening socket.
 pub struct EchoServer {
@@ -36,11 +34,11 @@ impl EchoServer {
         strict: bool,
         limits: Limits,
     ) -> Result<Result<EchoServer, ErrorCode>> {
-        let engine = sandbox::engine(&limits)?;
-        let (component, _) = load_built(&engine, PRECOMPILED, ECHO_COMPONENT)?;
+        let engine = port_host::engine(None)?;
+        let component = Component::new(&engine, composed())?;
         let (mut store, _) =
-            sandbox::sandboxed_store(&engine, network, Stderr::Inherit, limits, Calls::Async);
-        let linker = async_linker(&engine)?;
+            port_host::sandboxed_store(&engine, network, Stderr::Inherit, &limits.store);
+        let linker = port_host::async_linker(&engine)?;
         let starting = async {
             let instance = linker.instantiate_async(&mut store, &component).await?;
             // The interface is two functions, so they are looked up by name
@@ -61,11 +59,14 @@ impl EchoServer {
                 )?;
             let serve = instance.get_typed_func(&mut store, function("serve")?)?;
             let (started,) = start.call_async(&mut store, (ports, strict)).await?;
-            wasmtime::Result::Ok((started, serve))
+            Ok::<_, wasmtime::Error>((started, serve))
         };
-        let (started, serve) = match sandbox::within_deadline(&limits, starting).await {
+        let (started, serve) = match tokio::time::timeout(limits.call_timeout, starting).await {
             Ok(started) => started?,
-            Err(late) => bail!("{late}"),
+            Err(_) => bail!(
+                "the echo server did not start within {:?}",
+                limits.call_timeout
+            ),
         };
         Ok(started.map(|port| EchoServer { store, serve, port }))
     }

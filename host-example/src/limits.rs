@@ -1,0 +1,107 @@
+//! The bounds, one type per level where they apply: [`StoreBounds`] for one
+//! store (what a single guest may use), [`Limits`] for a [`PortHost`]
+//! (sessions at once, each call's deadline, and the store bounds each session
+//! gets), [`Pooling`] for an engine (slots mapped once for many stores).
+//!
+//! [`PortHost`]: crate::PortHost
+
+use std::time::Duration;
+use wasmtime::{Result, bail};
+
+/// What one store's guest may use. A plugin host runs components it did not
+/// write, so each bound ends the guest with an error rather than taking the
+/// host.
+///
+/// The defaults fit the port component many times over and stop a hostile
+/// one early. Measured, the component needs 320 KiB of memory (searching a
+/// 65,536-entry list), 3 core instances, 1 memory, 2 tables with 93 elements
+/// in all, and 2 live resources plus one per reservation it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreBounds {
+    /// Every linear memory and table of the store together, in bytes (a
+    /// table element counts as a pointer's size).
+    pub memory_bytes: usize,
+    /// Table elements, all tables together.
+    pub table_elements: usize,
+    /// Core instances (a component is several).
+    pub instances: usize,
+    /// Linear memories.
+    pub memories: usize,
+    /// Tables.
+    pub tables: usize,
+    /// Live WASI resources: sockets, streams, pollables. A socket holds one
+    /// descriptor and each reservation one socket, so this bounds the
+    /// store's descriptors.
+    pub resources: usize,
+}
+
+impl Default for StoreBounds {
+    fn default() -> Self {
+        StoreBounds {
+            memory_bytes: 64 << 20,
+            table_elements: 10_000,
+            instances: 20,
+            memories: 4,
+            tables: 20,
+            resources: 1_000,
+        }
+    }
+}
+
+/// What a [`PortHost`](crate::PortHost) allows: its sessions together, each
+/// call, and each session's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Sessions alive at once, per host (two hosts on one engine count
+    /// apart). With `store.resources` it bounds the descriptors every tenant
+    /// of the host can hold together: [`Limits::host_descriptor_bound`].
+    pub sessions: usize,
+    /// Wall time one call may run, guest code and host calls alike (a guest
+    /// blocked in `accept` included), for sync and async sessions. It must
+    /// not be zero; a duration too large to add to the clock means "no
+    /// deadline in practice" rather than wrapping to a short one.
+    pub call_timeout: Duration,
+    /// What each session's store may use.
+    pub store: StoreBounds,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            sessions: 64,
+            call_timeout: Duration::from_secs(30),
+            store: StoreBounds::default(),
+        }
+    }
+}
+
+impl Limits {
+    /// The descriptors all sessions of one host may hold at once.
+    pub fn host_descriptor_bound(&self) -> usize {
+        self.sessions.saturating_mul(self.store.resources)
+    }
+
+    /// Refuses bounds under which no call could run.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.call_timeout.is_zero() {
+            bail!("a call timeout of zero leaves no time for any call");
+        }
+        if self.sessions == 0 {
+            bail!("a host limited to zero sessions can run none");
+        }
+        Ok(())
+    }
+}
+
+/// The pooling allocator's slots, an engine-level choice: `stores` stores at
+/// once, each slot sized by `per_store`, mapped once when the engine is made
+/// instead of an mmap/munmap pair per store. For hosts that make a store per
+/// request. Every product of these counts is checked when the engine is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pooling {
+    /// Stores (sessions) alive at once on the engine.
+    pub stores: u32,
+    /// What each slot holds; keep it equal to the hosts' [`Limits::store`],
+    /// so that a slot never promises more than the store's limiter allows.
+    pub per_store: StoreBounds,
+}
