@@ -148,3 +148,49 @@ impl Pool {
         Ok(pooling)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool sized by the default store bounds.
+    fn pool(stores: u32) -> Pool {
+        Pool {
+            stores,
+            memory_bytes: 64 << 20,
+            instances: 20,
+            memories: 4,
+            tables: 20,
+            table_elements: 10_000,
+        }
+    }
+
+    #[test]
+    fn ten_thousand_stores_with_the_default_bounds_make_an_engine() {
+        let config = engine_config(Some(pool(10_008))).unwrap();
+        wasmtime::Engine::new(&config).unwrap();
+    }
+
+    #[test]
+    fn a_slot_count_past_u32_is_refused_with_its_product_named() {
+        let error = engine_config(Some(pool(u32::MAX / 4))).unwrap_err();
+        assert!(error.to_string().contains("core instances"), "{error}");
+    }
+
+    #[test]
+    fn a_pool_past_the_address_space_is_refused_with_its_slabs_named() {
+        let error = engine_config(Some(pool(1_000_000))).unwrap_err().to_string();
+        assert!(error.contains("4000000 memory slots"), "{error}");
+        assert!(error.contains("128 TiB"), "{error}");
+    }
+
+    #[test]
+    fn a_store_memory_bound_past_the_reservation_is_refused_for_a_pool() {
+        let big = Pool {
+            memory_bytes: 65 << 20,
+            ..pool(1)
+        };
+        assert!(engine_config(Some(big)).is_err());
+        assert!(engine_config(None).is_ok());
+    }
+}
