@@ -179,7 +179,9 @@ mod tests {
 
     #[test]
     fn a_pool_past_the_address_space_is_refused_with_its_slabs_named() {
-        let error = engine_config(Some(pool(1_000_000))).unwrap_err().to_string();
+        let error = engine_config(Some(pool(1_000_000)))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("4000000 memory slots"), "{error}");
         assert!(error.contains("128 TiB"), "{error}");
     }
