@@ -1,7 +1,8 @@
 //! The search rules through the real component: `get-free-port` run by
-//! wasmtime against ports this test really holds, checked against an oracle
-//! that shares nothing with `src/search.rs` (the native property test,
-//! `src/search_oracle.rs`, checks the same rules without sockets).
+//! wasmtime against ports this test really holds, checked against the oracle
+//! in `tests/search-oracle`, which shares nothing with `src/search.rs`. The
+//! root crate's `tests/search_property.rs` checks the same rules against the
+//! same oracle without sockets, down to every port probed.
 //!
 //! A port outside a block that `free_block` verified may be held by anyone on
 //! the machine, so the oracle could not know its state. Every case therefore
@@ -24,107 +25,42 @@ use port_host::{
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+use search_oracle::{self as oracle, Found};
+use std::convert::Infallible;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The block every case searches; at most 64 so that a `u64` names a subset.
 const LEN: u16 = 48;
 
-const WARNING: &str = "warning: no usable ports (>= 1024) were given, so strict mode is disabled\n";
-
-/// The rules as hbutils and the WIT state them, the slow and obvious way.
-mod oracle {
-    use port_host::{Candidates, ErrorCode, PortRange};
-
-    /// What `get-free-port` must answer, given which ports are held.
-    #[derive(Debug, PartialEq, Eq)]
-    pub enum Answer {
-        /// Exactly this result.
-        Exactly(Result<u16, ErrorCode>),
-        /// A port the OS picks.
-        OsChoice,
+/// The oracle's view of the candidates.
+fn as_oracle(ports: &Candidates) -> oracle::Ports {
+    match ports {
+        &Candidates::Range(PortRange { start, end, step }) => {
+            oracle::Ports::Range { start, end, step }
+        }
+        Candidates::Explicit(list) => oracle::Ports::List(list.clone()),
     }
+}
 
-    /// Python's `range(start, end, step)` stepped out one value at a time.
-    pub fn python_range(start: u32, end: u32, step: i32) -> Result<Vec<u16>, ErrorCode> {
-        let invalid = |why: &str| {
-            Err(ErrorCode::InvalidArgument(format!(
-                "range({start}, {end}, {step}): {why}"
-            )))
-        };
-        if step == 0 {
-            return invalid("step must not be zero");
-        }
-        if start > 65_536 || end > 65_536 {
-            return invalid("start and end must be at most 65536");
-        }
-        let (end, step) = (i64::from(end), i64::from(step));
-        let mut values = Vec::new();
-        let mut value = i64::from(start);
-        while (step > 0 && value < end) || (step < 0 && value > end) {
-            if value > 65_535 {
-                return invalid("a descending range must start at 65535 or below");
-            }
-            values.push(value as u16);
-            value += step;
-        }
-        Ok(values)
-    }
-
-    pub fn candidates(ports: Option<&Candidates>) -> Result<Vec<u16>, ErrorCode> {
-        match ports {
-            None => Ok(Vec::new()),
-            Some(Candidates::Range(PortRange { start, end, step })) => {
-                python_range(*start, *end, *step)
-            }
-            Some(Candidates::Explicit(list)) => Ok(list.clone()),
-        }
-    }
-
-    /// Python's repr, a list past ten entries cut short.
-    fn shown(ports: &Candidates) -> String {
-        match ports {
-            Candidates::Range(PortRange {
-                start,
-                end,
-                step: 1,
-            }) => format!("range({start}, {end})"),
-            Candidates::Range(PortRange { start, end, step }) => {
-                format!("range({start}, {end}, {step})")
-            }
-            Candidates::Explicit(list) if list.len() <= 10 => format!("{list:?}"),
-            Candidates::Explicit(list) => {
-                let head = format!("{:?}", &list[..10]);
-                format!("{}, ...] ({} ports)", &head[..head.len() - 1], list.len())
-            }
-        }
-    }
-
-    /// The answer, and whether the strict-mode warning is written.
-    pub fn get_free_port(
-        ports: Option<&Candidates>,
-        strict: bool,
-        held: impl Fn(u16) -> bool,
-    ) -> (Answer, bool) {
-        let usable: Vec<u16> = match candidates(ports) {
-            Ok(all) => all.into_iter().filter(|&port| port >= 1024).collect(),
-            Err(invalid) => return (Answer::Exactly(Err(invalid)), false),
-        };
-        let warned = strict && usable.is_empty();
-        if let Some(&free) = usable.iter().find(|&&port| !held(port)) {
-            return (Answer::Exactly(Ok(free)), warned);
-        }
-        match ports {
-            Some(ports) if strict && !warned => (
-                Answer::Exactly(Err(ErrorCode::NoFreePort(format!(
-                    "No free port can be allocated within {}",
-                    shown(ports)
-                )))),
-                warned,
-            ),
-            _ => (Answer::OsChoice, warned),
-        }
-    }
+/// What `get-free-port` must answer, given which ports are held, and
+/// whether it writes the strict-mode warning. `None` is the OS's choice.
+fn oracle_answer(
+    ports: Option<&Candidates>,
+    strict: bool,
+    held: impl Fn(u16) -> bool,
+) -> (Option<Result<u16, ErrorCode>>, bool) {
+    let outcome = oracle::search(ports.map(as_oracle).as_ref(), strict, |port| {
+        Ok::<_, Infallible>(!held(port))
+    });
+    let answer = match outcome.found {
+        Found::Port(port) => Some(Ok(port)),
+        Found::OsChoice => None,
+        Found::NoFreePort(message) => Some(Err(ErrorCode::NoFreePort(message))),
+        Found::InvalidArgument(message) => Some(Err(ErrorCode::InvalidArgument(message))),
+        Found::Failed(never) => match never {},
+    };
+    (answer, outcome.warning.is_some())
 }
 
 /// Where a range starts, stated against the block the case runs on.
@@ -393,22 +329,22 @@ fn check(
         .collect();
 
     let ports = place.candidates(base);
-    let (expected, warned) = oracle::get_free_port(ports.as_ref(), strict, is_held);
+    let (expected, warned) = oracle_answer(ports.as_ref(), strict, is_held);
     let mut session = session();
     let answer = session
         .get_free_port(ports.as_ref(), strict)
         .map_err(|trap| TestCaseError::fail(format!("the call trapped: {trap:?}")))?;
     SEEN[match (&expected, warned) {
-        (oracle::Answer::Exactly(Ok(_)), _) => 0,
-        (oracle::Answer::Exactly(Err(ErrorCode::NoFreePort(_))), _) => 1,
-        (oracle::Answer::Exactly(Err(_)), _) => 2,
-        (oracle::Answer::OsChoice, false) => 3,
-        (oracle::Answer::OsChoice, true) => 4,
+        (Some(Ok(_)), _) => 0,
+        (Some(Err(ErrorCode::NoFreePort(_))), _) => 1,
+        (Some(Err(_)), _) => 2,
+        (None, false) => 3,
+        (None, true) => 4,
     }]
     .fetch_add(1, Ordering::Relaxed);
     match expected {
-        oracle::Answer::Exactly(expected) => prop_assert_eq!(answer, expected, "{:?}", ports),
-        oracle::Answer::OsChoice => {
+        Some(expected) => prop_assert_eq!(answer, expected, "{:?}", ports),
+        None => {
             let port = answer.map_err(|error| {
                 TestCaseError::fail(format!("no OS choice but {error:?} for {ports:?}"))
             })?;
@@ -426,7 +362,8 @@ fn check(
         }
     }
     let stderr = session.captured_stderr().unwrap_or_default();
-    prop_assert_eq!(stderr, if warned { WARNING } else { "" }, "{:?}", ports);
+    let warning = if warned { oracle::WARNING } else { "" };
+    prop_assert_eq!(stderr, warning, "{:?}", ports);
     Ok(())
 }
 
