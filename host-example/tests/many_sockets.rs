@@ -11,7 +11,7 @@ use port_host::{
 };
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, TcpListener};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Instant;
 
@@ -212,6 +212,11 @@ fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
     bounds[0]..=bounds[1]
 }
 
+/// Taken by each test that fills from the OS: the ports one test's call has
+/// just let go are the free ports another's is most likely to be given, and
+/// would read as still busy.
+static EPHEMERAL_RANGE: Mutex<()> = Mutex::new(());
+
 /// A session whose store may hold `sockets` sockets at once, beyond the few
 /// every session has: what `get-free-ports` needs to fill `sockets` ports
 /// from the OS.
@@ -231,6 +236,9 @@ fn session_holding(sockets: u32) -> Session {
 
 #[test]
 fn get_free_ports_takes_1000_and_5000_distinct_ports_from_the_os_and_lets_them_go() {
+    let _alone = EPHEMERAL_RANGE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     for count in [1000u32, 5000] {
         let what = format!("get-free-ports(none, {count}, false)");
         if !room_for(u64::from(count) * 2 + 256, &what) {
@@ -268,6 +276,9 @@ fn too_few_free_candidates_without_strict_are_topped_up_to_1000_by_the_os() {
     ) {
         return;
     }
+    let _alone = EPHEMERAL_RANGE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let start = free_block(10);
     let _held = [start + 2, start + 5, start + 7].map(listen);
     let mut session = session_holding(COUNT);

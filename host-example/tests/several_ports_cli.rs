@@ -1,5 +1,6 @@
 //! `port-host get-free-port --count N` and `reserve --count N`: several
-//! ports from the command line, and two processes reserving from one range.
+//! ports from the command line, thousands of them from the OS, and two
+//! processes reserving from one range.
 //!
 //! A binary of its own because it starts processes: a child holds a copy of
 //! every descriptor the parent has open until it execs, so a test in the same
@@ -8,13 +9,14 @@
 
 mod common;
 
-use common::{free_block, natively_free};
+use common::{free_block, natively_free, skipped, with_open_file_limit};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn port_host(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_port-host"))
@@ -171,4 +173,132 @@ fn cli_reserve_count_prints_json_and_holds_every_port_until_stdin_closes() {
     assert!((start..start + 3).all(|port| !natively_free(port)));
     holding.finish();
     assert!((start..start + 3).all(natively_free));
+}
+
+/// The hard open-file limit of this process: the most a child may be given.
+fn hard_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    limit.rlim_max
+}
+
+/// The ports the OS hands out for `bind(0)`.
+fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let bounds: Vec<u16> = text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    bounds[0]..=bounds[1]
+}
+
+/// The ports a successful `get-free-port --count` printed, checked distinct.
+fn printed_ports(output: &Output, what: &str) -> Vec<u16> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{what}: {stderr}");
+    let ports: Vec<u16> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            line.parse()
+                .unwrap_or_else(|_| panic!("not a port: {line:?}"))
+        })
+        .collect();
+    let distinct: HashSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), ports.len(), "{what} printed a port twice");
+    ports
+}
+
+#[test]
+fn cli_get_free_port_count_1000_and_5000_from_the_os_are_distinct() {
+    for count in [1000u32, 5000] {
+        let what = format!("port-host get-free-port --count {count}");
+        // A socket per port the OS picks, held until the call returns.
+        let files = u64::from(count) + 256;
+        if hard_open_file_limit() < files {
+            skipped(&format!("{what}: needs {files} open files"));
+            continue;
+        }
+        let mut command = Command::new(env!("CARGO_BIN_EXE_port-host"));
+        command.args(["get-free-port", "--count", &count.to_string()]);
+        let started = Instant::now();
+        let output = with_open_file_limit(&mut command, files)
+            .output()
+            .expect("port-host runs");
+        println!("{what} took {:?}", started.elapsed());
+        let ports = printed_ports(&output, &what);
+        assert_eq!(ports.len(), count as usize);
+        let ephemeral = ephemeral_ports();
+        assert!(ports.iter().all(|port| ephemeral.contains(port)));
+    }
+}
+
+#[test]
+fn cli_too_few_free_candidates_with_no_strict_are_topped_up_to_1000_by_the_os() {
+    let start = free_block(5);
+    let _held = TcpListener::bind((Ipv4Addr::LOCALHOST, start + 1)).unwrap();
+    let range = format!("{start}..{}", start + 5);
+    let args = ["get-free-port", &range, "--count", "1000", "--no-strict"];
+    let ports = printed_ports(&port_host(&args), "get-free-port --count 1000 --no-strict");
+    assert_eq!(ports.len(), 1000);
+    assert_eq!(ports[..4], [start, start + 2, start + 3, start + 4]);
+    let ephemeral = ephemeral_ports();
+    assert!(ports[4..].iter().all(|port| ephemeral.contains(port)));
+}
+
+/// Sets up a network namespace of its own whose ephemeral range is the 100
+/// ports 40000..=40099, then runs the command given after it.
+const NETWORK_OF_100_PORTS: &str = "ip link set lo up && \
+    echo '40000 40099' > /proc/sys/net/ipv4/ip_local_port_range && exec \"$@\"";
+
+fn in_a_network_of_100_ports(program: &str, args: &[&str]) -> std::io::Result<Output> {
+    Command::new("unshare")
+        .args(["--net", "sh", "-c", NETWORK_OF_100_PORTS, "sh", program])
+        .args(args)
+        .output()
+}
+
+#[test]
+fn cli_count_beyond_what_the_os_has_says_how_many_it_found() {
+    // It takes CAP_SYS_ADMIN, `unshare` and `ip`; not every machine has them.
+    match in_a_network_of_100_ports("true", &[]) {
+        Ok(output) if output.status.success() => {}
+        failed => {
+            let why = match failed {
+                Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                Err(error) => error.to_string(),
+            };
+            return skipped(&format!(
+                "get-free-port --count in a network namespace of 100 ports: {why}"
+            ));
+        }
+    }
+    let port_host = env!("CARGO_BIN_EXE_port-host");
+
+    let all = in_a_network_of_100_ports(
+        port_host,
+        &["get-free-port", "--count", "100", "--no-strict"],
+    )
+    .unwrap();
+    let mut ports = printed_ports(&all, "--count 100 of 100");
+    ports.sort_unstable();
+    assert_eq!(ports, (40_000..40_100).collect::<Vec<_>>());
+
+    let more = in_a_network_of_100_ports(
+        port_host,
+        &["get-free-port", "--count", "101", "--no-strict"],
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&more.stderr),
+        "error: No 101 free ports can be allocated: only 100 are free, \
+         picked by the OS before it ran out of ports\n"
+    );
+    assert_eq!(more.status.code(), Some(2));
 }
