@@ -176,11 +176,12 @@ fn limits(sandbox: &Sandbox) -> Limits {
     }
 }
 
-/// A session whose store may hold `reservations` reservations at once (each
-/// a live resource) beyond what every session may.
-async fn session(run: &Run, reservations: u32) -> wasmtime::Result<AsyncSession> {
+/// A session whose store may hold `sockets` sockets at once (each a live
+/// resource: a reservation, or a port the OS picked for `--count`) beyond
+/// what every session may.
+async fn session(run: &Run, sockets: u32) -> wasmtime::Result<AsyncSession> {
     let mut limits = limits(&run.sandbox);
-    limits.store.resources = limits.store.resources.max(reservations as usize + 16);
+    limits.store.resources = limits.store.resources.max(sockets as usize + 16);
     let host = match &run.component {
         Some(path) => PortHost::from_file(path, limits)?,
         // One component per process: no compiler needed to start it.
