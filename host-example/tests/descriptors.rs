@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{block, free_block, free_port, listen, open_descriptors, session};
+use common::{block, free_block, free_port, hostile_host, listen, open_descriptors, session};
 use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, Stderr, StoreBounds};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -126,16 +126,6 @@ fn a_hostile_tenant_stops_at_its_quota_and_gives_every_descriptor_back() {
 
     drop(hostile);
     assert_eq!(open_descriptors(), before);
-}
-
-/// A host of the escape guest whose calls end after `timeout`.
-fn hostile_host(timeout: Duration) -> PortHost {
-    let wasm = std::fs::read(test_guests::ESCAPE_GUEST).unwrap();
-    let limits = Limits {
-        call_timeout: timeout,
-        ..Limits::default()
-    };
-    PortHost::from_bytes(&wasm, limits).unwrap()
 }
 
 /// Asserts that `error` and then the session's next call say it ended and

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{allow_open_files, block, free_block, host, listen, natively_free, skipped};
+use common::{
+    allow_open_files, block, ephemeral_ports, free_block, host, listen, natively_free, skipped,
+};
 use port_host::{
     ErrorCode, Limits, NetworkPolicy, PortBlock, PortHost, Session, Stderr, StoreBounds,
 };
@@ -200,16 +202,6 @@ fn room_for(files: u64, what: &str) -> bool {
     }
     allow_open_files(files);
     true
-}
-
-/// The ports the OS hands out for `bind(0)`.
-fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
-    let bounds: Vec<u16> = text
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    bounds[0]..=bounds[1]
 }
 
 /// Taken by each test that fills from the OS: the ports one test's call has

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{free_block, natively_free, skipped, with_open_file_limit};
+use common::{ephemeral_ports, free_block, natively_free, skipped, with_open_file_limit};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener};
@@ -187,16 +187,6 @@ fn hard_open_file_limit() -> u64 {
         0
     );
     limit.rlim_max
-}
-
-/// The ports the OS hands out for `bind(0)`.
-fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
-    let bounds: Vec<u16> = text
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    bounds[0]..=bounds[1]
 }
 
 /// The ports a successful `get-free-port --count` printed, checked distinct.

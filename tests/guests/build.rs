@@ -3,21 +3,19 @@
 //! this crate, so the product's build never compiles a fixture.
 //!
 //! - `tests/escape-guest`: tries every way out of the sandbox.
-//! - `examples/echo-server`, composed (wac) with the component port-host
-//!   ships: a consumer that serves on the socket its reservation hands over.
+//! - `examples/echo-server`: a consumer that serves on the socket its
+//!   reservation hands over (the tests compose it with the shipped component).
+//!
+//! It has no build-dependencies, so cargo runs it (and its wasm build, most
+//! of the test build's critical path) as early as it can.
 
 use std::env;
-use std::error::Error;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, exit};
 
 const TARGET: &str = "wasm32-wasip2";
 /// The size-tuned profile in the workspace manifest.
 const PROFILE: &str = "component";
-/// The interface the echo server imports and the component exports.
-const PORT: &str = "hbutils:network/port@0.3.0";
-const SERVER: &str = "hbutils:echo/server@0.1.0";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -25,37 +23,29 @@ fn main() {
         .ancestors()
         .nth(2)
         .expect("tests/guests lives in the workspace");
-    let shipped = root.join("host-example/component/hbutils_port.wasm");
     for input in [
-        Path::new("Cargo.lock"),
-        Path::new("wit"),
-        Path::new("tests/escape-guest"),
-        Path::new("examples/echo-server"),
-        &shipped,
+        "Cargo.lock",
+        "wit",
+        "tests/escape-guest",
+        "examples/echo-server",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let built = build(root, &out_dir, &["escape-guest", "echo-server"]);
-
-    let escape = built.join("escape_guest.wasm");
-    println!("cargo:rustc-env=ESCAPE_GUEST_WASM={}", escape.display());
-
-    let component = read(&shipped);
-    let composed = compose(&component, &read(&built.join("echo_server.wasm")))
-        .unwrap_or_else(|error| fail(&format!("composing the echo server: {}", chain(&*error))));
-    let echo = out_dir.join("echo_server.wasm");
-    fs::write(&echo, composed)
-        .unwrap_or_else(|e| fail(&format!("writing {}: {e}", echo.display())));
-    println!("cargo:rustc-env=ECHO_SERVER_WASM={}", echo.display());
+    for (var, file) in [
+        ("ESCAPE_GUEST_WASM", "escape_guest.wasm"),
+        ("ECHO_SERVER_WASM", "echo_server.wasm"),
+    ] {
+        println!("cargo:rustc-env={var}={}", built.join(file).display());
+    }
 }
 
 /// Builds `packages` of the workspace at `root` for wasm and returns where
 /// their artifacts are: `<dir>/<crate_name>.wasm`. The wasm build goes to one
 /// folder beside the host's build output, shared by every host profile, so
 /// that `cargo test`, `cargo clippy` and `cargo doc` reuse one guest build
-/// (cargo's lock on that folder keeps two of them apart); what this script
-/// makes of it goes to `out_dir`.
+/// (cargo's lock on that folder keeps two of them apart).
 fn build(root: &Path, out_dir: &Path, packages: &[&str]) -> PathBuf {
     // OUT_DIR is <target-dir>/[<triple>/]<profile>/build/<pkg>/out; cargo
     // marks the target directory itself with CACHEDIR.TAG.
@@ -92,42 +82,6 @@ fn build(root: &Path, out_dir: &Path, packages: &[&str]) -> PathBuf {
         Err(error) => fail(&format!("cargo could not start: {error}")),
     }
     target_dir.join(TARGET).join(PROFILE)
-}
-
-/// Plugs the component's `hbutils:network/port` export into the consumer's
-/// import of it. What neither satisfies (WASI) stays an import of the result,
-/// one import per name for both. The port interface is exported as well as the
-/// server: the server's functions use its types (`candidates`, `error-code`),
-/// and a component may only export what names types it exports or imports.
-fn compose(provider: &[u8], consumer: &[u8]) -> Result<Vec<u8>, Box<dyn Error>> {
-    use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
-    let mut graph = CompositionGraph::new();
-    let provider = Package::from_bytes("hbutils:port", None, provider, graph.types_mut())?;
-    let provider = graph.register_package(provider)?;
-    let consumer = Package::from_bytes("hbutils:echo", None, consumer, graph.types_mut())?;
-    let consumer = graph.register_package(consumer)?;
-    let provider = graph.instantiate(provider);
-    let port = graph.alias_instance_export(provider, PORT)?;
-    graph.export(port, PORT)?;
-    let consumer = graph.instantiate(consumer);
-    graph.set_instantiation_argument(consumer, PORT, port)?;
-    let server = graph.alias_instance_export(consumer, SERVER)?;
-    graph.export(server, SERVER)?;
-    Ok(graph.encode(EncodeOptions::default())?)
-}
-
-fn chain(error: &dyn Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    message
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| fail(&format!("reading {}: {e}", path.display())))
 }
 
 fn fail(message: &str) -> ! {

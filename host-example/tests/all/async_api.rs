@@ -2,10 +2,10 @@
 //! steps off the runtime for each call), and the async API answers every
 //! export on both kinds of runtime, with a deadline that covers host calls.
 
-use crate::common::{block, free_block, free_port, host, listen, natively_free, session};
-use port_host::{
-    AsyncSession, FamilyStatus, Limits, NetworkPolicy, PortHost, ReservationError, Stderr,
+use crate::common::{
+    block, free_block, free_port, host, hostile_host, listen, natively_free, session,
 };
+use port_host::{AsyncSession, FamilyStatus, NetworkPolicy, ReservationError, Stderr};
 use std::time::{Duration, Instant};
 use tokio::runtime::{Builder, Runtime};
 
@@ -128,17 +128,6 @@ fn the_async_api_answers_every_export_on_a_current_thread_runtime() {
             .unwrap();
         every_export(&mut session).await;
     });
-}
-
-/// The escape guest as a port component: `is-free-port(1)` blocks in
-/// `accept`, `(3)` spins.
-fn hostile_host(timeout: Duration) -> PortHost {
-    let wasm = std::fs::read(test_guests::ESCAPE_GUEST).unwrap();
-    let limits = Limits {
-        call_timeout: timeout,
-        ..Limits::default()
-    };
-    PortHost::from_bytes(&wasm, limits).unwrap()
 }
 
 /// A guest stuck in `behaviour` is ended by the deadline, promptly, with an

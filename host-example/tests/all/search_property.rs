@@ -19,7 +19,7 @@
 //! build of the component instead of the embedded one: that is how a
 //! deliberately broken build is shown to fail here.
 
-use crate::common::{Holder, free_block, hold, ipv6_loopback, natively_free};
+use crate::common::{Holder, ephemeral_ports, free_block, hold, ipv6_loopback, natively_free};
 use port_host::{
     Candidates, ErrorCode, Limits, NetworkPolicy, PortHost, PortRange, Session, Stderr,
 };
@@ -283,16 +283,6 @@ fn holders() -> Vec<fn(u16) -> socket2::Socket> {
         kinds.push(|port| hold(Holder::Ipv6Wildcard, port));
     }
     kinds
-}
-
-/// The OS's ephemeral range, where a `bind(0)` takes its port.
-fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
-    let bounds: Vec<u16> = text
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    bounds[0]..=bounds[1]
 }
 
 /// How many cases expected: a free port, the strict refusal, an invalid

@@ -1,19 +1,48 @@
-//! Runs the echo-server example composed with the component (built by the
-//! `test-guests` crate): a consumer of `hbutils:network/port` whose only
-//! imports are WASI, in the same sandbox as the component itself, on the
-//! async path. Shared by the echo tests and `examples/serve_echo.rs`.
+//! Runs the echo-server example (built by the `test-guests` crate) composed
+//! with the component port-host ships: a consumer of `hbutils:network/port`
+//! whose only imports are WASI, in the same sandbox as the component itself,
+//! on the async path. Shared by the echo tests and `examples/serve_echo.rs`.
 
 use port_host::{Candidates, ErrorCode, Limits, NetworkPolicy, State, Stderr};
 use wasmtime::component::{Component, TypedFunc};
 use wasmtime::error::Context;
 use wasmtime::{Result, Store, bail};
 
+/// The interface the echo server imports and the component exports.
+const PORT: &str = "hbutils:network/port@0.3.0";
 /// The consumer's export, as composition re-exports it.
 pub const SERVER: &str = "hbutils:echo/server@0.1.0";
 
-/// The composed component's bytes.
+/// The composed component's bytes: the consumer's import of
+/// `hbutils:network/port` plugged with the shipped component's export. What
+/// neither satisfies (WASI) stays an import of the result, one import per
+/// name for both. The port interface is exported as well as the server: the
+/// server's functions use its types (`candidates`, `error-code`), and a
+/// component may only export what names types it exports or imports.
 pub fn composed() -> Vec<u8> {
-    std::fs::read(test_guests::ECHO_SERVER).expect("test-guests built the echo server")
+    use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
+    let consumer = std::fs::read(test_guests::ECHO_SERVER).expect("test-guests built it");
+    let compose = || -> std::result::Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let mut graph = CompositionGraph::new();
+        let provider = Package::from_bytes(
+            "hbutils:port",
+            None,
+            port_host::COMPONENT.to_vec(),
+            graph.types_mut(),
+        )?;
+        let provider = graph.register_package(provider)?;
+        let consumer = Package::from_bytes("hbutils:echo", None, consumer, graph.types_mut())?;
+        let consumer = graph.register_package(consumer)?;
+        let provider = graph.instantiate(provider);
+        let port = graph.alias_instance_export(provider, PORT)?;
+        graph.export(port, PORT)?;
+        let consumer = graph.instantiate(consumer);
+        graph.set_instantiation_argument(consumer, PORT, port)?;
+        let server = graph.alias_instance_export(consumer, SERVER)?;
+        graph.export(server, SERVER)?;
+        Ok(graph.encode(EncodeOptions::default())?)
+    };
+    compose().expect("the echo server composes with the shipped component")
 }
 
 /// A started echo server: an instance that holds its listening socket.

@@ -86,6 +86,25 @@ pub fn free_block(len: u16) -> u16 {
 }
 
 /// The ports the OS hands out for `bind(0)` and outgoing connections.
+/// The ports the OS hands out for `bind(0)`.
+pub fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
+    let (low, high) = ephemeral_range();
+    let port = |n: u32| u16::try_from(n).expect("a port");
+    port(low)..=port(high)
+}
+
+/// A host of the escape guest (`tests/escape-guest`), whose `is-free-port`
+/// is hostile: `(1)` blocks in `accept`, `(2)` hoards sockets, `(3)` spins,
+/// `(4)` opens sockets then traps; calls end after `timeout`.
+pub fn hostile_host(timeout: std::time::Duration) -> PortHost {
+    let wasm = std::fs::read(test_guests::ESCAPE_GUEST).unwrap();
+    let limits = Limits {
+        call_timeout: timeout,
+        ..Limits::default()
+    };
+    PortHost::from_bytes(&wasm, limits).unwrap()
+}
+
 fn ephemeral_range() -> (u32, u32) {
     let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
     let bounds: Vec<u32> = text

@@ -6,7 +6,6 @@
 /// with `--component`.
 pub const ESCAPE_GUEST: &str = env!("ESCAPE_GUEST_WASM");
 
-/// `examples/echo-server` composed with the component port-host ships: it
-/// reserves a port, takes the listening socket and echoes on it; it imports
-/// only WASI.
+/// `examples/echo-server`: it imports `hbutils:network/port`, reserves a
+/// port, takes the listening socket and echoes on it.
 pub const ECHO_SERVER: &str = env!("ECHO_SERVER_WASM");
