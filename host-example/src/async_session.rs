@@ -29,12 +29,19 @@ pub struct Reservation(pub(crate) ResourceAny);
 /// call is the host's (a trap, a deadline, a quota) and ends the session;
 /// the inner one is the component's answer.
 pub struct AsyncSession {
-    live: Option<Live>,
-    /// Why the session ended, once it has (or while a call is in flight, in
-    /// case its future is dropped).
-    ended: Option<String>,
+    phase: Phase,
     limits: Limits,
     stderr: Option<MemoryOutputPipe>,
+}
+
+// One per session, never moved in bulk: boxing `Live` would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+enum Phase {
+    Live(Live),
+    /// Why the session ended. A call in flight leaves this behind while it
+    /// owns the store, in case its future is dropped.
+    Ended(String),
 }
 
 /// What an ended session gives back at once: the store (with every socket
@@ -49,8 +56,7 @@ pub(crate) struct Live {
 impl AsyncSession {
     pub(crate) fn new(live: Live, limits: Limits, stderr: Option<MemoryOutputPipe>) -> Self {
         AsyncSession {
-            live: Some(live),
-            ended: None,
+            phase: Phase::Live(live),
             limits,
             stderr,
         }
@@ -168,19 +174,16 @@ impl AsyncSession {
 
     /// Why the session has ended, or `None` while it can still be called.
     pub fn ended(&self) -> Option<&str> {
-        match self.live {
-            Some(_) => None,
-            None => self.ended.as_deref(),
+        match &self.phase {
+            Phase::Live(_) => None,
+            Phase::Ended(why) => Some(why),
         }
     }
 
     fn live(&mut self) -> Result<&mut Live> {
-        match (&mut self.live, &self.ended) {
-            (Some(live), _) => Ok(live),
-            (None, why) => bail!(
-                "this session has ended: {}",
-                why.as_deref().unwrap_or("it was never started")
-            ),
+        match &mut self.phase {
+            Phase::Live(live) => Ok(live),
+            Phase::Ended(why) => Err(has_ended(why)),
         }
     }
 
@@ -190,11 +193,17 @@ impl AsyncSession {
         &mut self,
         export: impl AsyncFnOnce(&Guest, &mut Store<State>) -> Result<T>,
     ) -> Result<T> {
-        self.live()?;
         // The store moves into this future: if the future is dropped midway,
-        // the store goes with it, and `ended` already says why.
-        let mut live = self.live.take().expect("checked above");
-        self.ended = Some("a call was cancelled (its future dropped) before it finished".into());
+        // the store goes with it, and the phase left behind says why.
+        let cancelled = "a call was cancelled (its future dropped) before it finished";
+        let mut live = match std::mem::replace(&mut self.phase, Phase::Ended(cancelled.into())) {
+            Phase::Live(live) => live,
+            Phase::Ended(why) => {
+                let error = has_ended(&why);
+                self.phase = Phase::Ended(why);
+                return Err(error);
+            }
+        };
         let outcome = sandbox::within(
             self.limits.call_timeout,
             export(&live.port, &mut live.store),
@@ -202,19 +211,23 @@ impl AsyncSession {
         .await;
         match outcome {
             Ok(Ok(value)) => {
-                self.ended = None;
-                self.live = Some(live);
+                self.phase = Phase::Live(live);
                 Ok(value)
             }
             Ok(Err(error)) => {
                 let error = sandbox::explain(error, &self.limits.store);
-                self.ended = Some(format!("{error}"));
+                self.phase = Phase::Ended(error.to_string());
                 Err(error)
             }
             Err(late) => {
-                self.ended = Some(late.clone());
+                self.phase = Phase::Ended(late.clone());
                 bail!("{late}")
             }
         }
     }
+}
+
+/// The error every call on an ended session returns.
+fn has_ended(why: &str) -> wasmtime::Error {
+    wasmtime::format_err!("this session has ended: {why}")
 }
