@@ -3,8 +3,11 @@
 //! The shape is wasmtime's own component examples: an engine and the
 //! compiled component once per process ([`PortHost`]), then a store and an
 //! instance per caller, with typed calls: [`Session`] for sync code,
-//! [`AsyncSession`] inside tokio. What a guest may reach is data, a
-//! [`NetworkPolicy`]; what it may use is bounded by [`Limits`].
+//! [`AsyncSession`] inside tokio, both on one lifecycle (a deadline that
+//! covers host calls; a session that fails is ended and frees what it held).
+//! What a guest may reach is data, a [`NetworkPolicy`]; what it may use is
+//! bounded per store by [`StoreBounds`], per host by [`Limits`] and per
+//! pooled engine by [`Pooling`].
 //!
 //! ```
 //! use port_host::{Candidates, NetworkPolicy, PortHost, PortRange, Stderr};
@@ -55,9 +58,9 @@
 //!
 //! An embedder with its own store data, linker or engine uses the pieces
 //! directly: [`NetworkPolicy::apply`] on its `WasiCtxBuilder`,
-//! [`sync_linker`] / [`async_linker`] (or wasmtime-wasi's own
-//! `add_to_linker_*`) on any `T: WasiView`, the generated [`PortUtils`]
-//! bindings, and [`PortHost::on_engine`].
+//! [`async_linker`] (or wasmtime-wasi's own `add_to_linker_async`) on any
+//! `T: WasiView`, the generated [`PortUtils`] bindings (see [`bindings`]),
+//! and [`PortHost::on_engine`]. The component's bytes are [`COMPONENT`].
 #![warn(missing_docs)]
 
 mod async_session;
