@@ -194,19 +194,20 @@ fn first_line(error: &clap::Error) -> String {
     line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
-fn parse_seconds(text: &str) -> Result<Duration, String> {
+fn seconds(text: &str) -> Result<f64, String> {
     text.parse::<f64>()
         .ok()
-        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .filter(|seconds| !seconds.is_nan())
         .ok_or_else(|| format!("'{text}' is not a number of seconds"))
 }
 
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(seconds(text)?)
+        .map_err(|_| format!("'{text}' is not a number of seconds"))
+}
+
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let seconds = text
-        .parse::<f64>()
-        .ok()
-        .filter(|seconds| !seconds.is_nan())
-        .ok_or_else(|| format!("'{text}' is not a number of seconds"))?;
+    let seconds = seconds(text)?;
     if seconds <= 0.0 {
         return Err(format!(
             "a --timeout of '{text}' leaves no time: it must be more than zero seconds"

@@ -83,7 +83,6 @@ impl PortHost {
     /// # }
     /// ```
     pub fn embedded_load_only(limits: Limits) -> Result<Self> {
-        limits.check()?;
         let engine = sandbox::loading_engine(None)?;
         match precompiled(&engine, PRECOMPILED) {
             Some(component) => {

@@ -164,12 +164,15 @@ pub fn start_epoch_ticker(engine: &Engine) -> bool {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     // Engines that are gone have stopped their tickers; forget them.
-    ticked.retain(|weak| weak.upgrade().is_some());
-    if ticked
-        .iter()
-        .filter_map(EngineWeak::upgrade)
-        .any(|other| Engine::same(&other, engine))
-    {
+    let mut ticking = false;
+    ticked.retain(|weak| match weak.upgrade() {
+        Some(other) => {
+            ticking |= Engine::same(&other, engine);
+            true
+        }
+        None => false,
+    });
+    if ticking {
         return false;
     }
     ticked.push(engine.weak());
@@ -254,23 +257,16 @@ pub(crate) fn explain(error: wasmtime::Error, bounds: &StoreBounds) -> wasmtime:
     let table_error = error
         .chain()
         .find_map(|cause| cause.downcast_ref::<ResourceTableError>())
-        .map(|table| matches!(table, ResourceTableError::Full));
+        .map(|table| (matches!(table, ResourceTableError::Full), table.to_string()));
     match table_error {
-        Some(true) => error.context(format!(
+        Some((true, _)) => error.context(format!(
             "the component went over its quota of {} live sockets, streams and pollables \
              and was stopped",
             bounds.resources
         )),
-        Some(false) => {
-            let what = error
-                .chain()
-                .find_map(|cause| cause.downcast_ref::<ResourceTableError>())
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            error.context(format!(
-                "the component used a handle the host does not hold for it ({what}) and was stopped"
-            ))
-        }
+        Some((false, what)) => error.context(format!(
+            "the component used a handle the host does not hold for it ({what}) and was stopped"
+        )),
         None if error.downcast_ref::<wasmtime::Trap>().is_some() => {
             error.context("the component trapped and was stopped")
         }
