@@ -8,9 +8,6 @@ import {
   createSockets,
   tcp as shimTcp,
   tcpCreateSocket as shimTcpCreateSocket,
-  _denyDnsLookup,
-  _denyTcp,
-  _denyUdp,
 } from '@bytecodealliance/preview2-shim/sockets';
 
 /** Why a policy could not be made: thrown for a bad `block` or option. */
@@ -217,14 +214,10 @@ function policedTcp(policy) {
  */
 export function wasiImports(options = {}) {
   const policy = networkPolicy(options);
+  // The shim's public switch turns every socket kind off at once; with TCP
+  // on, UDP and name lookup are refused by the replacements below, and TCP
+  // is narrowed by the policed socket.
   const sockets = createSockets({ enableNetwork: policy.tcp });
-  const network = sockets.instanceNetwork.instanceNetwork();
-  // The shim's own switches too, so that nothing here rests on one check.
-  _denyUdp(network);
-  _denyDnsLookup(network);
-  if (!policy.tcp) {
-    _denyTcp(network);
-  }
   const TcpSocket = policedTcp(policy);
   const tcpCreateSocket = {
     createTcpSocket(family) {
