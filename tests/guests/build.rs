@@ -8,6 +8,12 @@
 //!
 //! It has no build-dependencies, so cargo runs it (and its wasm build, most
 //! of the test build's critical path) as early as it can.
+//!
+//! The wasm32-wasip2 target is named in rust-toolchain.toml, but rustup only
+//! adds it when it installs the toolchain; a toolchain that was already there
+//! (and `RUSTUP_AUTO_INSTALL=0`) leaves it out. So a missing target is added
+//! here with rustup, and where that cannot be done the build stops with one
+//! line that says what to run.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -31,14 +37,76 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
+    ensure_target(root);
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let built = build(root, &out_dir, &["escape-guest", "echo-server"]);
+    // The paths the tests use are in OUT_DIR, which cargo owns: removing the
+    // shared wasm build folder cannot leave them pointing at nothing.
     for (var, file) in [
         ("ESCAPE_GUEST_WASM", "escape_guest.wasm"),
         ("ECHO_SERVER_WASM", "echo_server.wasm"),
     ] {
-        println!("cargo:rustc-env={var}={}", built.join(file).display());
+        let kept = out_dir.join(file);
+        if let Err(error) = std::fs::copy(built.join(file), &kept) {
+            fail(&format!("copying {file} into OUT_DIR failed: {error}"));
+        }
+        println!("cargo:rustc-env={var}={}", kept.display());
     }
+}
+
+/// Makes sure the toolchain has the wasm target's standard library, adding
+/// it with rustup when it is missing.
+fn ensure_target(root: &Path) {
+    let libdir = target_libdir(root);
+    // Removing the target must bring this script back to add it again;
+    // cargo reruns a build script whose watched path has gone.
+    println!("cargo:rerun-if-changed={}", libdir.display());
+    if has_core(&libdir) {
+        return;
+    }
+    let mut rustup = Command::new("rustup");
+    rustup.current_dir(root).args(["target", "add", TARGET]);
+    // The rustup proxy names the toolchain it chose (rust-toolchain.toml's).
+    if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+        rustup.arg("--toolchain").arg(toolchain);
+    }
+    let added = rustup.status().is_ok_and(|status| status.success());
+    if !added || !has_core(&libdir) {
+        fail(&format!(
+            "the {TARGET} target is not installed and rustup could not add it: run `rustup target add {TARGET}`"
+        ));
+    }
+    println!("cargo:warning=added the {TARGET} target with rustup (the test guests build for it)");
+}
+
+/// Where this toolchain keeps the wasm target's libraries, installed or not.
+fn target_libdir(root: &Path) -> PathBuf {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let printed = Command::new(rustc)
+        .current_dir(root)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output();
+    match printed {
+        Ok(output) if output.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+        }
+        Ok(output) => fail(&format!(
+            "rustc does not know the {TARGET} target: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(error) => fail(&format!("rustc could not start: {error}")),
+    }
+}
+
+fn has_core(libdir: &Path) -> bool {
+    std::fs::read_dir(libdir).is_ok_and(|entries| {
+        entries.flatten().any(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with("libcore-") && name.ends_with(".rlib"))
+        })
+    })
 }
 
 /// Builds `packages` of the workspace at `root` for wasm and returns where
