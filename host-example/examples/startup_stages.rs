@@ -100,11 +100,6 @@ fn parts() {
     let component = unsafe { wasmtime::component::Component::deserialize(&engine, &cwasm) };
     let component = component.unwrap();
     laps.lap("deserialize");
-    let sync_pre = port_host::sync_linker::<State>(&engine)
-        .unwrap()
-        .instantiate_pre(&component)
-        .unwrap();
-    laps.lap("sync_link");
     let async_pre = port_host::async_linker::<State>(&engine)
         .unwrap()
         .instantiate_pre(&component)
@@ -120,8 +115,6 @@ fn parts() {
     let instance =
         wasmtime_wasi::runtime::in_tokio(async_pre.instantiate_async(&mut store)).unwrap();
     laps.lap("instantiate");
-    drop((
-        instance, store, sync_pre, async_pre, component, engine, full,
-    ));
+    drop((instance, store, async_pre, component, engine, full));
     laps.lap("drops");
 }

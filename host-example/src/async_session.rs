@@ -10,25 +10,43 @@
 //! at once, and each later call says why it ended.
 
 use crate::bindings::exports::hbutils::network::port::Guest;
+use crate::error::{ForeignHandle, SessionEnded};
 use crate::host::Admission;
 use crate::limits::Limits;
 use crate::sandbox::{self, State};
 use crate::{Candidates, ErrorCode, PortStatus, ReservationError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::{Resource, ResourceAny};
-use wasmtime::{Result, Store, bail};
+use wasmtime::{Result, Store};
 use wasmtime_wasi::p2::bindings::sockets::tcp::TcpSocket;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 /// A port held by a session's instance. It is freed by the session's
 /// `release` or `drop_reservation`, or when the session ends; a `Reservation`
-/// value dropped on its own frees nothing until then.
+/// value dropped on its own frees nothing until then. It knows its session:
+/// handed to another, it is refused with [`ForeignHandle`] and nothing runs.
 #[derive(Debug)]
-pub struct Reservation(pub(crate) ResourceAny);
+pub struct Reservation {
+    handle: ResourceAny,
+    session: SessionId,
+}
+
+/// Which session a handle belongs to: unique per process, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SessionId(u64);
+
+impl SessionId {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        SessionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
 
 /// One store and one instance for an async caller. The outer error of each
 /// call is the host's (a trap, a deadline, a quota) and ends the session;
 /// the inner one is the component's answer.
 pub struct AsyncSession {
+    id: SessionId,
     phase: Phase,
     limits: Limits,
     stderr: Option<MemoryOutputPipe>,
@@ -41,7 +59,7 @@ enum Phase {
     Live(Live),
     /// Why the session ended. A call in flight leaves this behind while it
     /// owns the store, in case its future is dropped.
-    Ended(String),
+    Ended(SessionEnded),
 }
 
 /// What an ended session gives back at once: the store (with every socket
@@ -53,9 +71,21 @@ pub(crate) struct Live {
     pub _admission: Admission,
 }
 
+impl std::fmt::Debug for AsyncSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncSession")
+            .field("id", &self.id.0)
+            .field("ended", &self.ended())
+            .field("limits", &self.limits)
+            .field("captures_stderr", &self.stderr.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl AsyncSession {
     pub(crate) fn new(live: Live, limits: Limits, stderr: Option<MemoryOutputPipe>) -> Self {
         AsyncSession {
+            id: SessionId::next(),
             phase: Phase::Live(live),
             limits,
             stderr,
@@ -87,7 +117,7 @@ impl AsyncSession {
         let held = self
             .call(async |g, store| g.call_reserve_port(store, ports, strict).await)
             .await?;
-        Ok(held.map(Reservation))
+        Ok(held.map(|handle| self.own(handle)))
     }
 
     /// `get-free-ports`: `count` distinct free ports among `ports`, in order.
@@ -111,7 +141,7 @@ impl AsyncSession {
         let held = self
             .call(async |g, store| g.call_reserve_ports(store, ports, count, strict).await)
             .await?;
-        Ok(held.map(|held| held.into_iter().map(Reservation).collect()))
+        Ok(held.map(|held| held.into_iter().map(|handle| self.own(handle)).collect()))
     }
 
     /// `reservation.port`.
@@ -119,7 +149,7 @@ impl AsyncSession {
         &mut self,
         reservation: &Reservation,
     ) -> Result<Result<u16, ReservationError>> {
-        let handle = reservation.0;
+        let handle = self.handle(reservation)?;
         self.call(async |g, store| g.reservation().call_port(store, handle).await)
             .await
     }
@@ -130,7 +160,7 @@ impl AsyncSession {
         &mut self,
         reservation: &Reservation,
     ) -> Result<Result<Resource<TcpSocket>, ReservationError>> {
-        let handle = reservation.0;
+        let handle = self.handle(reservation)?;
         self.call(async |g, store| g.reservation().call_take_socket(store, handle).await)
             .await
     }
@@ -140,14 +170,15 @@ impl AsyncSession {
         &mut self,
         reservation: &Reservation,
     ) -> Result<Result<(), ReservationError>> {
-        let handle = reservation.0;
+        let handle = self.handle(reservation)?;
         self.call(async |g, store| g.reservation().call_release(store, handle).await)
             .await
     }
 
     /// Drops the handle; the guest closes the socket if it still holds one.
     pub async fn drop_reservation(&mut self, reservation: Reservation) -> Result<()> {
-        self.call(async |_, store| reservation.0.resource_drop_async(store).await)
+        let handle = self.handle(&reservation)?;
+        self.call(async |_, store| handle.resource_drop_async(store).await)
             .await
     }
 
@@ -176,14 +207,31 @@ impl AsyncSession {
     pub fn ended(&self) -> Option<&str> {
         match &self.phase {
             Phase::Live(_) => None,
-            Phase::Ended(why) => Some(why),
+            Phase::Ended(ended) => Some(&ended.cause),
         }
     }
 
     fn live(&mut self) -> Result<&mut Live> {
         match &mut self.phase {
             Phase::Live(live) => Ok(live),
-            Phase::Ended(why) => Err(has_ended(why)),
+            Phase::Ended(ended) => Err(ended.clone().into()),
+        }
+    }
+
+    fn own(&self, handle: ResourceAny) -> Reservation {
+        Reservation {
+            handle,
+            session: self.id,
+        }
+    }
+
+    /// The reservation's handle in this session's store, or [`ForeignHandle`]
+    /// for another session's: calling with it would end this session.
+    fn handle(&self, reservation: &Reservation) -> Result<ResourceAny> {
+        if reservation.session == self.id {
+            Ok(reservation.handle)
+        } else {
+            Err(ForeignHandle.into())
         }
     }
 
@@ -195,13 +243,14 @@ impl AsyncSession {
     ) -> Result<T> {
         // The store moves into this future: if the future is dropped midway,
         // the store goes with it, and the phase left behind says why.
-        let cancelled = "a call was cancelled (its future dropped) before it finished";
-        let mut live = match std::mem::replace(&mut self.phase, Phase::Ended(cancelled.into())) {
+        let cancelled = SessionEnded {
+            cause: "a call was cancelled (its future dropped) before it finished".into(),
+        };
+        let mut live = match std::mem::replace(&mut self.phase, Phase::Ended(cancelled)) {
             Phase::Live(live) => live,
-            Phase::Ended(why) => {
-                let error = has_ended(&why);
-                self.phase = Phase::Ended(why);
-                return Err(error);
+            Phase::Ended(ended) => {
+                self.phase = Phase::Ended(ended.clone());
+                return Err(ended.into());
             }
         };
         let outcome = sandbox::within(
@@ -216,18 +265,17 @@ impl AsyncSession {
             }
             Ok(Err(error)) => {
                 let error = sandbox::explain(error, &self.limits.store);
-                self.phase = Phase::Ended(error.to_string());
+                self.phase = Phase::Ended(SessionEnded {
+                    cause: error.to_string(),
+                });
                 Err(error)
             }
             Err(late) => {
-                self.phase = Phase::Ended(late.clone());
-                bail!("{late}")
+                self.phase = Phase::Ended(SessionEnded {
+                    cause: late.to_string(),
+                });
+                Err(late.into())
             }
         }
     }
-}
-
-/// The error every call on an ended session returns.
-fn has_ended(why: &str) -> wasmtime::Error {
-    wasmtime::format_err!("this session has ended: {why}")
 }

@@ -3,9 +3,10 @@
 
 use crate::async_session::Live;
 use crate::bindings::PortUtilsPre;
+use crate::error::SessionLimit;
 use crate::limits::{Limits, Pooling};
 use crate::sandbox::{self, State, Stderr};
-use crate::{AsyncSession, NetworkPolicy, Session};
+use crate::{AsyncSession, NetworkPolicy, PORT_INTERFACE, Session};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -23,6 +24,11 @@ pub const COMPONENT: &[u8] = include_bytes!("../component/hbutils_port.wasm");
 const PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hbutils_port.cwasm"));
 
 /// A compiled component, ready to be instantiated into sessions.
+///
+/// Cloning is cheap and shares everything: the engine, the compiled code,
+/// the linking, and the count of live sessions that
+/// [`Limits::sessions`] bounds.
+#[derive(Clone)]
 pub struct PortHost {
     engine: Engine,
     component: Component,
@@ -33,6 +39,17 @@ pub struct PortHost {
     limits: Limits,
     precompiled: bool,
     live: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for PortHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortHost")
+            .field("limits", &self.limits)
+            .field("precompiled", &self.precompiled)
+            .field("linked", &self.pre.get().is_some())
+            .field("live_sessions", &self.live.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Holds one of a host's [`Limits::sessions`] places; gives it back when dropped.
@@ -57,7 +74,19 @@ impl PortHost {
 
     /// The shipped component on an engine of its own whose stores come from
     /// the pooling allocator's slots (see [`Pooling`]).
+    /// `pooling.per_store` must equal `limits.store`: a slot sized for more
+    /// than the limiter allows would only waste address space, and one sized
+    /// for less would fail stores the limits promise; any difference is
+    /// refused.
     pub fn pooled(pooling: Pooling, limits: Limits) -> Result<Self> {
+        if pooling.per_store != limits.store {
+            bail!(
+                "the pool's slots ({:?}) differ from the sessions' store bounds ({:?}): \
+                 give Pooling::per_store the value of Limits::store",
+                pooling.per_store,
+                limits.store
+            );
+        }
         Self::on_engine(&sandbox::engine(Some(&pooling))?, limits)
     }
 
@@ -197,7 +226,7 @@ impl PortHost {
         let instance = match instantiated {
             Ok(Ok(instance)) => instance,
             Ok(Err(error)) => return Err(sandbox::explain(error, &self.limits.store)),
-            Err(late) => bail!("{late}"),
+            Err(late) => return Err(late.into()),
         };
         let port = instance.hbutils_network_port().clone();
         let live = Live {
@@ -217,9 +246,9 @@ impl PortHost {
         let instance_pre = async_linker(&self.engine)?
             .instantiate_pre(&self.component)
             .context("the component needs imports this host does not give")?;
-        let pre = PortUtilsPre::new(instance_pre).context(
-            "the component does not export hbutils:network/port@0.3.0 as this host calls it",
-        )?;
+        let pre = PortUtilsPre::new(instance_pre).with_context(|| {
+            format!("the component does not export {PORT_INTERFACE} as this host calls it")
+        })?;
         Ok(self.pre.get_or_init(|| pre))
     }
 
@@ -232,7 +261,7 @@ impl PortHost {
             });
         match admitted {
             Ok(_) => Ok(Admission(self.live.clone())),
-            Err(_) => bail!("this host already runs its limit of {bound} sessions"),
+            Err(_) => Err(SessionLimit { limit: bound }.into()),
         }
     }
 }
@@ -246,18 +275,15 @@ fn precompiled(engine: &Engine, bytes: &[u8]) -> Option<Component> {
     unsafe { Component::deserialize(engine, bytes) }.ok()
 }
 
-/// WASI p2 for sync calls (`call`, `instantiate`), on any store data that is
-/// a [`WasiView`]. What the guest may reach is decided per store, by the
-/// [`NetworkPolicy`] applied to its `WasiCtxBuilder`.
-pub fn sync_linker<T: WasiView + 'static>(engine: &Engine) -> Result<Linker<T>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    Ok(linker)
-}
-
 /// WASI p2 for async calls (`call_async`, `instantiate_async`), on any store
 /// data that is a [`WasiView`]: what every session uses, and what the
 /// generated [`PortUtils`](crate::PortUtils) calls need.
+///
+/// There is no sync twin on purpose. A [`sandboxed_store`](crate::sandboxed_store)
+/// yields at every epoch tick, which only an async call can do: a sync call
+/// into it fails as soon as it runs past one tick. And wasmtime-wasi's sync
+/// bindings panic inside a tokio runtime (wasmtime#11339). Sync callers use
+/// a [`Session`], which drives these async calls to their end.
 pub fn async_linker<T: WasiView + 'static>(engine: &Engine) -> Result<Linker<T>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

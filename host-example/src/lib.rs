@@ -66,6 +66,7 @@
 mod async_session;
 pub mod bindings;
 mod engine_config;
+mod error;
 mod host;
 mod limits;
 mod policy;
@@ -77,7 +78,8 @@ pub use bindings::exports::hbutils::network::port::{
     Candidates, ErrorCode, FamilyStatus, PortRange, PortStatus, ReservationError,
 };
 pub use bindings::{PortUtils, PortUtilsPre};
-pub use host::{COMPONENT, PortHost, async_linker, sync_linker};
+pub use error::{DeadlineExceeded, ForeignHandle, QuotaExceeded, SessionEnded, SessionLimit};
+pub use host::{COMPONENT, PortHost, async_linker};
 pub use limits::{Limits, Pooling, StoreBounds};
 pub use policy::{BadBlock, NetworkPolicy, PortBlock};
 pub use sandbox::{EPOCH_TICK, State, Stderr, engine, sandboxed_store, start_epoch_ticker};
@@ -86,3 +88,15 @@ pub use session::Session;
 /// The interface the sessions call, at the version this crate was written
 /// against; the component must export it.
 pub const PORT_INTERFACE: &str = "hbutils:network/port@0.3.0";
+
+// A host is shared across threads; a session moves to the thread (or task)
+// that calls it. Checked here so that a change that breaks either fails to
+// build instead of failing an embedder.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    const fn movable<T: Send>() {}
+    shared::<PortHost>();
+    shared::<Reservation>();
+    movable::<Session>();
+    movable::<AsyncSession>();
+};

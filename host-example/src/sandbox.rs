@@ -3,6 +3,7 @@
 
 use crate::NetworkPolicy;
 use crate::engine_config::{Pool, engine_config};
+use crate::error::{DeadlineExceeded, QuotaExceeded};
 use crate::limits::{Pooling, StoreBounds};
 use std::sync::Mutex;
 use std::thread;
@@ -231,24 +232,16 @@ pub fn sandboxed_store(
     (store, captured)
 }
 
-/// Runs `call` within `timeout`, a host call included. `Err` with the line
-/// that says so when it runs past; `call` is dropped there, mid-call.
+/// Runs `call` within `timeout`, a host call included; `call` is dropped
+/// there, mid-call, when it runs past.
 pub(crate) async fn within<T>(
     timeout: Duration,
     call: impl Future<Output = T>,
-) -> std::result::Result<T, String> {
+) -> std::result::Result<T, DeadlineExceeded> {
     // tokio turns a deadline past the clock's end into "never", not a wrap.
     tokio::time::timeout(timeout, call)
         .await
-        .map_err(|_| deadline_message(timeout))
-}
-
-/// The line a call that ran past `timeout` ends with.
-pub(crate) fn deadline_message(timeout: Duration) -> String {
-    format!(
-        "the component ran past its {} s deadline and was stopped",
-        timeout.as_secs_f64()
-    )
+        .map_err(|_| DeadlineExceeded { timeout })
 }
 
 /// Names the bound a failed call ran into, as context over the error itself:
@@ -259,11 +252,9 @@ pub(crate) fn explain(error: wasmtime::Error, bounds: &StoreBounds) -> wasmtime:
         .find_map(|cause| cause.downcast_ref::<ResourceTableError>())
         .map(|table| (matches!(table, ResourceTableError::Full), table.to_string()));
     match table_error {
-        Some((true, _)) => error.context(format!(
-            "the component went over its quota of {} live sockets, streams and pollables \
-             and was stopped",
-            bounds.resources
-        )),
+        Some((true, _)) => error.context(QuotaExceeded {
+            resources: bounds.resources,
+        }),
         Some((false, what)) => error.context(format!(
             "the component used a handle the host does not hold for it ({what}) and was stopped"
         )),
@@ -283,6 +274,11 @@ mod tests {
         let bounds = StoreBounds::default();
         let full = explain(wasmtime::Error::new(ResourceTableError::Full), &bounds);
         assert!(full.to_string().contains("quota of 1000"), "{full}");
+        assert_eq!(
+            full.downcast_ref::<QuotaExceeded>()
+                .map(|quota| quota.resources),
+            Some(1000)
+        );
         assert!(full.downcast_ref::<ResourceTableError>().is_some());
         for other in [
             ResourceTableError::NotPresent,

@@ -14,6 +14,7 @@ use wasmtime_wasi::p2::bindings::sockets::tcp::TcpSocket;
 ///
 /// It works inside a tokio runtime too (each call then runs on a thread of
 /// its own and blocks the calling worker); there an [`AsyncSession`] fits better.
+#[derive(Debug)]
 pub struct Session(AsyncSession);
 
 impl Session {

@@ -5,7 +5,10 @@
 use crate::common::{
     block, free_block, free_port, host, hostile_host, listen, natively_free, session,
 };
-use port_host::{AsyncSession, FamilyStatus, NetworkPolicy, ReservationError, Stderr};
+use port_host::{
+    AsyncSession, DeadlineExceeded, FamilyStatus, NetworkPolicy, ReservationError, SessionEnded,
+    Stderr,
+};
 use std::time::{Duration, Instant};
 use tokio::runtime::{Builder, Runtime};
 
@@ -144,23 +147,37 @@ async fn ended_by_the_deadline(behaviour: u16) {
         .async_session(NetworkPolicy::loopback(), Stderr::Capture)
         .await
         .unwrap();
+    let port = free_port();
     let started = Instant::now();
     let (stuck_answer, other_answer) =
-        tokio::join!(stuck.is_free_port(behaviour), other.is_free_port(5000));
+        tokio::join!(stuck.is_free_port(behaviour), other.is_free_port(port));
     let took = started.elapsed();
-    let error = stuck_answer.unwrap_err().to_string();
+    let error = stuck_answer.unwrap_err();
     assert_eq!(
-        error,
+        error
+            .downcast_ref::<DeadlineExceeded>()
+            .map(|late| late.timeout),
+        Some(timeout),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
         "the component ran past its 0.5 s deadline and was stopped"
     );
-    assert!(
-        took < timeout + Duration::from_millis(100),
-        "ended after {took:?}"
-    );
+    // Never before the deadline; after it, soon. The bound is loose on
+    // purpose: on a loaded 2-core machine a timer may fire late, and a guest
+    // the deadline failed to stop would never come back at all.
+    assert!(took >= timeout, "ended early, after {took:?}");
+    assert!(took < timeout * 10, "ended after {took:?}");
     assert_eq!(other_answer.unwrap(), Ok(true));
-    let again = stuck.is_free_port(5000).await.unwrap_err().to_string();
-    assert!(again.contains("this session has ended"), "{again}");
-    assert_eq!(other.is_free_port(5000).await.unwrap(), Ok(true));
+    let again = stuck.is_free_port(port).await.unwrap_err();
+    let ended = again.downcast_ref::<SessionEnded>().expect("a typed end");
+    assert_eq!(ended.cause, error.to_string());
+    assert!(
+        again.to_string().contains("this session has ended"),
+        "{again}"
+    );
+    assert_eq!(other.is_free_port(port).await.unwrap(), Ok(true));
 }
 
 #[test]

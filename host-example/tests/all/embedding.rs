@@ -13,7 +13,7 @@ fn a_zero_call_timeout_is_refused_when_the_host_is_made() {
         call_timeout: Duration::ZERO,
         ..Limits::default()
     };
-    let error = PortHost::embedded(limits).err().expect("refused");
+    let error = PortHost::embedded(limits).expect_err("refused");
     assert!(error.to_string().contains("timeout of zero"), "{error}");
 }
 
@@ -34,9 +34,7 @@ fn an_oversized_call_timeout_means_no_deadline_rather_than_a_short_one() {
 #[test]
 fn an_engine_without_epoch_interruption_is_refused_with_the_reason() {
     let engine = Engine::default();
-    let error = PortHost::on_engine(&engine, Limits::default())
-        .err()
-        .expect("refused");
+    let error = PortHost::on_engine(&engine, Limits::default()).expect_err("refused");
     let message = error.to_string();
     assert!(message.contains("epoch_interruption(true)"), "{message}");
     assert!(!message.contains('\n'), "{message}");

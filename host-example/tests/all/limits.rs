@@ -10,12 +10,13 @@ use wasmtime::component::Component;
 fn instantiate(wat: &str, bounds: StoreBounds) -> (Result<(), String>, usize) {
     let engine = port_host::engine(None).unwrap();
     let component = Component::new(&engine, wat).unwrap();
-    let linker = port_host::sync_linker(&engine).unwrap();
+    let linker = port_host::async_linker(&engine).unwrap();
     let (mut store, _) =
         port_host::sandboxed_store(&engine, NetworkPolicy::denied(), Stderr::Capture, &bounds);
     let before = rss_bytes();
-    let result = linker
-        .instantiate(&mut store, &component)
+    // As a session instantiates: async, so a start function that runs past
+    // an epoch tick yields instead of failing.
+    let result = wasmtime_wasi::runtime::in_tokio(linker.instantiate_async(&mut store, &component))
         .map(drop)
         .map_err(|error| format!("{error:#}"));
     let grown = rss_bytes().saturating_sub(before);

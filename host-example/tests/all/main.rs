@@ -14,6 +14,7 @@ mod cli_reserve;
 mod echo_server;
 mod embedding;
 mod get_free_port;
+mod host_errors;
 mod is_free_port;
 mod limits;
 mod reservations;

@@ -4,14 +4,17 @@
 
 use crate::common::{free_port, ipv6_loopback, listen, session};
 use port_host::{
-    Candidates, EPOCH_TICK, ErrorCode, Limits, NetworkPolicy, PortRange, State, Stderr, StoreBounds,
+    Candidates, ErrorCode, Limits, NetworkPolicy, PortRange, State, Stderr, StoreBounds,
 };
+use std::time::Duration;
 use wasmtime::Store;
-use wasmtime::component::{Component, Instance};
+use wasmtime::component::{Component, ComponentNamedList, Instance, Lift, Lower};
+use wasmtime_wasi::runtime::in_tokio;
 
 pub struct Escape {
     pub store: Store<State>,
     pub instance: Instance,
+    deadline: Duration,
 }
 
 impl Escape {
@@ -22,44 +25,60 @@ impl Escape {
     pub fn with_limits(network: NetworkPolicy, limits: Limits) -> Self {
         let engine = port_host::engine(None).unwrap();
         let component = Component::from_file(&engine, test_guests::ESCAPE_GUEST).unwrap();
-        let linker = port_host::sync_linker(&engine).unwrap();
+        let linker = port_host::async_linker(&engine).unwrap();
         let (mut store, _) =
             port_host::sandboxed_store(&engine, network, Stderr::Inherit, &limits.store);
-        // These calls are sync, made straight on the store: the guest traps
-        // at its deadline instead of yielding to a caller's timeout.
-        store.epoch_deadline_trap();
-        let ticks = limits.call_timeout.as_millis() / EPOCH_TICK.as_millis();
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap().max(1));
-        let instance = linker.instantiate(&mut store, &component).unwrap();
-        Escape { store, instance }
+        let instance = in_tokio(linker.instantiate_async(&mut store, &component)).unwrap();
+        Escape {
+            store,
+            instance,
+            deadline: limits.call_timeout,
+        }
     }
 
-    pub fn call<P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower>(
+    /// Calls the export `name` as a session would: async, so the guest
+    /// yields at each epoch tick, under the call deadline. `Err` says why
+    /// the call did not return (a trap, a bound, the deadline).
+    pub fn try_call<P, R>(&mut self, name: &str, params: P) -> Result<R, String>
+    where
+        P: ComponentNamedList + Lower + Send + Sync + 'static,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        let func = self
+            .instance
+            .get_typed_func::<P, R>(&mut self.store, name)
+            .unwrap();
+        let deadline = self.deadline;
+        let store = &mut self.store;
+        in_tokio(
+            async move { tokio::time::timeout(deadline, func.call_async(store, params)).await },
+        )
+        .map_err(|_| format!("ran past its {deadline:?} deadline"))?
+        .map_err(|error| format!("{error:?}"))
+    }
+
+    pub fn call<P: ComponentNamedList + Lower + Send + Sync + 'static>(
         &mut self,
         name: &str,
         params: P,
     ) -> String {
-        let func = self
-            .instance
-            .get_typed_func::<P, (String,)>(&mut self.store, name)
-            .unwrap();
-        func.call(&mut self.store, params).unwrap().0
+        self.try_call::<P, (String,)>(name, params).unwrap().0
     }
 
     pub fn bind_tcp(&mut self, ip: &str, port: u16) -> String {
-        self.call("bind-tcp", (ip, port))
+        self.call("bind-tcp", (ip.to_owned(), port))
     }
     fn listen_tcp(&mut self, ip: Option<&str>) -> String {
-        self.call("listen-tcp", (ip,))
+        self.call("listen-tcp", (ip.map(str::to_owned),))
     }
     pub fn connect_tcp(&mut self, ip: &str, port: u16) -> String {
-        self.call("connect-tcp", (ip, port))
+        self.call("connect-tcp", (ip.to_owned(), port))
     }
     fn bind_udp(&mut self, ip: &str, port: u16) -> String {
-        self.call("bind-udp", (ip, port))
+        self.call("bind-udp", (ip.to_owned(), port))
     }
     fn lookup(&mut self, name: &str) -> String {
-        self.call("lookup", (name,))
+        self.call("lookup", (name.to_owned(),))
     }
 }
 
@@ -213,16 +232,10 @@ fn runaway_guest_is_stopped_by_the_call_deadline() {
         ..Limits::default()
     };
     let mut guest = Escape::with_limits(NetworkPolicy::loopback(), limits);
-    let spin = guest
-        .instance
-        .get_typed_func::<(), ()>(&mut guest.store, "spin")
-        .unwrap();
-    let error = spin.call(&mut guest.store, ()).unwrap_err();
-    assert_eq!(
-        error.downcast_ref::<wasmtime::Trap>(),
-        Some(&wasmtime::Trap::Interrupt),
-        "{error:?}"
-    );
+    // It never returns on its own: only the deadline, which the guest's
+    // yield at each epoch tick lets fire, brings the call back.
+    let error = guest.try_call::<(), ()>("spin", ()).unwrap_err();
+    assert!(error.contains("deadline"), "{error}");
 }
 
 #[test]
@@ -235,15 +248,13 @@ fn memory_hungry_guest_is_stopped_by_the_memory_limit() {
         ..Limits::default()
     };
     let mut guest = Escape::with_limits(NetworkPolicy::loopback(), limits);
-    let hoard = guest
-        .instance
-        .get_typed_func::<(u32,), (u32,)>(&mut guest.store, "hoard")
-        .unwrap();
     assert_eq!(
-        hoard.call(&mut guest.store, (4,)).unwrap(),
+        guest.try_call::<(u32,), (u32,)>("hoard", (4,)).unwrap(),
         (4 << 20,),
         "well within the limit"
     );
-    let error = hoard.call(&mut guest.store, (64,)).unwrap_err();
-    assert!(format!("{error:?}").contains("memory"), "{error:?}");
+    let error = guest
+        .try_call::<(u32,), (u32,)>("hoard", (64,))
+        .unwrap_err();
+    assert!(error.contains("memory"), "{error}");
 }

@@ -106,10 +106,7 @@ fn sessions_past_the_hosts_bound_are_refused_until_one_ends() {
         .session(NetworkPolicy::loopback(), Stderr::Capture)
         .unwrap();
     let refused = host.session(NetworkPolicy::loopback(), Stderr::Capture);
-    let error = refused
-        .err()
-        .expect("a third session is refused")
-        .to_string();
+    let error = refused.expect_err("a third session is refused").to_string();
     assert!(error.contains("limit of 2 sessions"), "{error}");
     drop(first);
     assert!(
