@@ -184,19 +184,10 @@ fn reserve_ports_holds_a_thousand_ports_in_one_call_and_frees_them_with_the_sess
 /// Raises the open-file limit to `files`, or records why `what` cannot run
 /// here (a hard limit below it) and says so.
 fn room_for(files: u64, what: &str) -> bool {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
-    if limit.rlim_max < files {
+    let (_, hard) = common::open_file_limits();
+    if hard < files {
         skipped(&format!(
-            "{what}: needs {files} open files, the hard limit is {}",
-            limit.rlim_max
+            "{what}: needs {files} open files, the hard limit is {hard}"
         ));
         return false;
     }

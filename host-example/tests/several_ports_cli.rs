@@ -9,14 +9,16 @@
 
 mod common;
 
-use common::{ephemeral_ports, free_block, natively_free, skipped, with_open_file_limit};
+use common::child::Child;
+use common::{
+    ephemeral_ports, free_block, natively_free, open_file_limits, skipped, with_open_file_limit,
+};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn port_host(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_port-host"))
@@ -73,8 +75,8 @@ fn cli_count_errors_are_one_line_and_exit_2() {
     }
 }
 
-/// A `port-host reserve` that holds its ports until stdin closes; killed
-/// when dropped, whatever the test did.
+/// A `port-host reserve` that holds its ports until stdin closes, and the
+/// lines it printed; killed when dropped, whatever the test did.
 struct Holding {
     child: Child,
     lines: Vec<String>,
@@ -82,26 +84,8 @@ struct Holding {
 
 impl Holding {
     fn start(args: &[&str], lines: usize) -> Holding {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_port-host"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("port-host starts");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        thread::spawn(move || {
-            let read: Vec<String> = BufReader::new(stdout)
-                .lines()
-                .take(lines)
-                .map_while(Result::ok)
-                .collect();
-            let _ = sender.send(read);
-        });
-        let lines = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .expect("port-host printed its ports in time");
+        let mut child = Child::port_host(args);
+        let lines = child.lines(lines);
         Holding { child, lines }
     }
 
@@ -116,19 +100,13 @@ impl Holding {
     }
 
     /// Closes stdin (after a line, which must not end the hold early) and
-    /// waits for a clean exit.
+    /// waits, within the patience, for a clean exit.
     fn finish(mut self) {
-        let mut stdin = self.child.stdin.take().unwrap();
+        let mut stdin = self.child.stdin();
         stdin.write_all(b"more\n").unwrap();
         drop(stdin);
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-impl Drop for Holding {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let (status, stderr) = self.child.finish();
+        assert!(status.success(), "{status}: {stderr}");
     }
 }
 
@@ -175,20 +153,6 @@ fn cli_reserve_count_prints_json_and_holds_every_port_until_stdin_closes() {
     assert!((start..start + 3).all(natively_free));
 }
 
-/// The hard open-file limit of this process: the most a child may be given.
-fn hard_open_file_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
-    limit.rlim_max
-}
-
 /// The ports a successful `get-free-port --count` printed, checked distinct.
 fn printed_ports(output: &Output, what: &str) -> Vec<u16> {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -211,7 +175,7 @@ fn cli_get_free_port_count_1000_and_5000_from_the_os_are_distinct() {
         let what = format!("port-host get-free-port --count {count}");
         // A socket per port the OS picks, held until the call returns.
         let files = u64::from(count) + 256;
-        if hard_open_file_limit() < files {
+        if open_file_limits().1 < files {
             skipped(&format!("{what}: needs {files} open files"));
             continue;
         }

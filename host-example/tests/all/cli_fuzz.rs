@@ -11,15 +11,13 @@
 //! in the OS's ephemeral range or beyond 65535: never a port another test of
 //! this machine may be counting on.
 
+use crate::common::child::{Child, PATIENCE};
 use crate::common::{free_block, listen};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
 
 const RUNS: usize = 300;
-/// Longer than any healthy run; a run past it is a hang, and fails.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// splitmix64.
 struct Random(u64);
@@ -193,32 +191,17 @@ fn argv(random: &mut Random, ports: &Ports) -> Vec<String> {
 
 /// Runs one argument list; `Err` says what was wrong.
 fn run(args: &[String]) -> Result<i32, String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_port-host"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| format!("does not start: {error}"))?;
-    let stderr = child.stderr.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut { stderr }, &mut text);
-        String::from_utf8_lossy(&text).into_owned()
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > PATIENCE {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("still running after the patience ran out".into());
-        }
-        thread::sleep(Duration::from_millis(2));
-    };
-    let stderr = reader.join().unwrap();
+    let mut child = Child::spawn(
+        Command::new(env!("CARGO_BIN_EXE_port-host"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    if child.try_wait_for(PATIENCE).is_none() {
+        return Err("still running after the patience ran out".into());
+    }
+    let (status, stderr) = child.finish();
     let code = status
         .code()
         .ok_or_else(|| format!("ended by a signal ({status}); stderr: {stderr:?}"))?;

@@ -2,40 +2,16 @@
 //! started at once over one range each get a port of their own, hold it
 //! against everyone, and give it back however they end, SIGKILL included.
 
+use crate::common::child::Child;
 use crate::common::{free_block, natively_free};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
 
 const PROCESSES: u16 = 8;
-/// Longer than any healthy start or exit; past it the test fails, not hangs.
-const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A `reserve` process, killed when dropped whatever the test did.
+/// A `reserve` process and the port it printed; killed when dropped.
 struct Reserving {
     child: Child,
     port: u16,
-}
-
-impl Drop for Reserving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for_exit(child: &mut Child) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(started.elapsed() < PATIENCE, "port-host did not end");
-        thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -45,30 +21,14 @@ fn eight_processes_reserve_distinct_ports_and_each_frees_its_own_on_any_ending()
     let start = free_block(len);
     let range = format!("{start}..{}", start + len);
 
+    // All started before any is read, so that they race for the range.
     let children: Vec<Child> = (0..PROCESSES)
-        .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_port-host"))
-                .args(["reserve", &range, "--hold-for", "30"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("port-host starts")
-        })
+        .map(|_| Child::port_host(&["reserve", &range, "--hold-for", "30"]))
         .collect();
     let mut remaining: Vec<Reserving> = children
         .into_iter()
         .map(|mut child| {
-            let stdout = child.stdout.take().unwrap();
-            let (sender, receiver) = mpsc::channel();
-            thread::spawn(move || {
-                let mut line = String::new();
-                let _ = BufReader::new(stdout).read_line(&mut line);
-                let _ = sender.send(line);
-            });
-            let line = receiver
-                .recv_timeout(PATIENCE)
-                .expect("port-host printed its port in time");
+            let line = child.line();
             let port = line
                 .trim()
                 .parse()
@@ -98,10 +58,8 @@ fn eight_processes_reserve_distinct_ports_and_each_frees_its_own_on_any_ending()
         } else {
             libc::SIGKILL
         };
-        let pid = process.child.id() as libc::pid_t;
-        // SAFETY: kill(2) with a pid this test spawned and has not reaped.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-        let status = wait_for_exit(&mut process.child);
+        process.child.signal(signal);
+        let status = process.child.wait();
         assert_eq!(status.signal(), Some(signal), "{status}");
         assert!(
             natively_free(process.port),

@@ -2,16 +2,12 @@
 //! and the proof across processes that a reservation cannot be handed out
 //! twice.
 
+use crate::common::child::Child;
 use crate::common::{block, free_block, natively_free};
 use port_host::{NetworkPolicy, Stderr};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::thread;
 use std::time::Duration;
-
-/// Longer than any healthy start; a hung child fails the test instead of hanging it.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 fn port_host(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_port-host"))
@@ -20,72 +16,12 @@ fn port_host(args: &[&str]) -> Output {
         .expect("port-host runs")
 }
 
-/// A `port-host` that keeps running; killed when dropped, whatever the test did.
-struct Running {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    /// The first line it printed.
-    first_line: String,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_port-host"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("port-host starts");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let stdin = child.stdin.take();
-        let mut running = Running {
-            child,
-            stdin,
-            first_line: String::new(),
-        };
-        running.first_line = receiver
-            .recv_timeout(PATIENCE)
-            .expect("port-host printed nothing in time");
-        running
-    }
-
-    fn port(&self) -> u16 {
-        self.first_line.trim().parse().unwrap_or_else(|_| {
-            panic!("not a port: {:?}", self.first_line);
-        })
-    }
-
-    /// Waits for the exit, within `PATIENCE`; returns the code and stderr.
-    fn wait(mut self) -> (Option<i32>, String) {
-        for _ in 0..PATIENCE.as_millis() / 10 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
-                return (status.code(), stderr);
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        panic!("port-host did not exit in time");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The first line `child` printed, as a port.
+fn port_of(child: &mut Child) -> u16 {
+    let line = child.line();
+    line.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a port: {line:?}"))
 }
 
 fn range_arg(start: u16, len: u16) -> String {
@@ -95,26 +31,28 @@ fn range_arg(start: u16, len: u16) -> String {
 #[test]
 fn reserve_holds_the_port_until_stdin_closes() {
     let start = free_block(3);
-    let mut reserving = Running::start(&["reserve", &range_arg(start, 3)]);
-    let port = reserving.port();
+    let mut reserving = Child::port_host(&["reserve", &range_arg(start, 3)]);
+    let port = port_of(&mut reserving);
     assert_eq!(port, start);
     assert!(!natively_free(port));
     // Still held a moment later: the process waits, it does not just print.
     thread::sleep(Duration::from_millis(200));
     assert!(!natively_free(port));
 
-    drop(reserving.stdin.take());
-    assert_eq!(reserving.wait(), (Some(0), String::new()));
+    drop(reserving.stdin());
+    let (status, stderr) = reserving.finish();
+    assert_eq!((status.code(), stderr.as_str()), (Some(0), ""));
     assert!(natively_free(port));
 }
 
 #[test]
 fn reserve_hold_for_releases_after_the_time_even_with_stdin_open() {
     let start = free_block(1);
-    let reserving = Running::start(&["reserve", &range_arg(start, 1), "--hold-for", "3"]);
-    let port = reserving.port();
+    let mut reserving = Child::port_host(&["reserve", &range_arg(start, 1), "--hold-for", "3"]);
+    let port = port_of(&mut reserving);
     assert!(!natively_free(port));
-    assert_eq!(reserving.wait(), (Some(0), String::new()));
+    let (status, stderr) = reserving.finish();
+    assert_eq!((status.code(), stderr.as_str()), (Some(0), ""));
     assert!(natively_free(port));
 }
 

@@ -3,6 +3,7 @@
 //! process's descriptors.
 #![allow(dead_code)] // each test binary uses its own share of these helpers
 
+pub mod child;
 pub mod echo;
 
 use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, Session, Stderr};
@@ -185,31 +186,43 @@ pub fn open_descriptors() -> usize {
 /// Raises this process's soft open-file limit to at least `needed`, within
 /// the hard limit; panics (naming both) when the hard limit is lower.
 pub fn allow_open_files(needed: u64) {
+    let (soft, hard) = open_file_limits();
+    assert!(
+        hard >= needed,
+        "this test needs {needed} open files; the hard limit is {hard}"
+    );
+    if soft < needed {
+        let limit = libc::rlimit {
+            rlim_cur: needed,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit only reads the struct passed.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    }
+}
+
+/// This process's open-file limits: (soft, hard).
+pub fn open_file_limits() -> (u64, u64) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        assert!(
-            limit.rlim_max >= needed,
-            "this test needs {needed} open files; the hard limit is {}",
-            limit.rlim_max
-        );
-        if limit.rlim_cur < needed {
-            limit.rlim_cur = needed;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
-    }
+    // SAFETY: getrlimit only writes the struct passed.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    (limit.rlim_cur, limit.rlim_max)
 }
 
-/// Says that (part of) a test could not run on this machine. The harness
-/// hides a passing test's output, so the line also goes to a file that
-/// `.ci/run` counts and prints.
+/// Says that (part of) a test could not run on this machine, in plain
+/// `cargo test` output and in a file that `.ci/run` counts and prints. The
+/// harness captures `println!` and hides a passing test's output; a write to
+/// the process's stderr handle is not captured, so the line shows.
 pub fn skipped(what: &str) {
     use std::io::Write;
-    println!("skipped: {what}");
+    // One write, so that lines of tests running at once do not interleave.
+    let _ = std::io::stderr().write_all(format!("skipped: {what}\n").as_bytes());
     let log = concat!(env!("CARGO_TARGET_TMPDIR"), "/skipped.txt");
     let mut file = std::fs::OpenOptions::new()
         .create(true)

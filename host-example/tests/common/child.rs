@@ -1,0 +1,142 @@
+//! A child process for a test: every wait is bounded, and the child is
+//! killed and reaped when the guard drops, whatever the test did. A hung
+//! child fails its test; it never hangs the suite.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longer than any healthy start or exit, even on a loaded 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub struct Child {
+    child: std::process::Child,
+    /// Lines of stdout as a reader thread gets them, when stdout is piped.
+    lines: Option<Receiver<String>>,
+    /// All of stderr, read to its end by a thread, when stderr is piped.
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl Child {
+    /// `port-host` with `args`: stdin, stdout and stderr piped.
+    pub fn port_host(args: &[&str]) -> Child {
+        Child::spawn(
+            Command::new(env!("CARGO_BIN_EXE_port-host"))
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+    }
+
+    /// Starts `command` as set up by the caller; whichever of stdout and
+    /// stderr it pipes is read on a thread, so the child never blocks on a
+    /// full pipe.
+    pub fn spawn(command: &mut Command) -> Child {
+        let mut child = command.spawn().expect("the child starts");
+        let lines = child.stdout.take().map(|stdout| {
+            let (sender, receiver) = mpsc::channel();
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if sender.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            receiver
+        });
+        let stderr = child.stderr.take().map(|mut stderr| {
+            thread::spawn(move || {
+                let mut text = Vec::new();
+                let _ = stderr.read_to_end(&mut text);
+                String::from_utf8_lossy(&text).into_owned()
+            })
+        });
+        Child {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line of stdout, within [`PATIENCE`]; panics when none comes.
+    pub fn line(&mut self) -> String {
+        self.try_line()
+            .unwrap_or_else(|| panic!("the child printed no line within {PATIENCE:?}"))
+    }
+
+    /// The next line of stdout within [`PATIENCE`], or `None` when stdout
+    /// closed (or the time ran out) first.
+    pub fn try_line(&mut self) -> Option<String> {
+        let lines = self.lines.as_ref().expect("stdout is piped");
+        lines.recv_timeout(PATIENCE).ok()
+    }
+
+    /// The next `count` lines of stdout, each within [`PATIENCE`].
+    pub fn lines(&mut self, count: usize) -> Vec<String> {
+        (0..count).map(|_| self.line()).collect()
+    }
+
+    /// The child's stdin, once; dropping it closes the pipe.
+    pub fn stdin(&mut self) -> ChildStdin {
+        self.child
+            .stdin
+            .take()
+            .expect("stdin is piped, and taken once")
+    }
+
+    /// Waits for the exit, within [`PATIENCE`]; panics (and the drop kills
+    /// the child) when it does not come.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.try_wait_for(PATIENCE)
+            .unwrap_or_else(|| panic!("the child did not exit within {PATIENCE:?}"))
+    }
+
+    /// The exit status if the child ends within `patience`.
+    pub fn try_wait_for(&mut self, patience: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited for") {
+                return Some(status);
+            }
+            if started.elapsed() >= patience {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for the exit (within [`PATIENCE`]) and returns it with all the
+    /// child wrote to stderr.
+    pub fn finish(&mut self) -> (ExitStatus, String) {
+        let status = self.wait();
+        let stderr = self
+            .stderr
+            .take()
+            .expect("stderr is piped, and read once")
+            .join()
+            .expect("the stderr reader does not panic");
+        (status, stderr)
+    }
+
+    /// Sends `signal` (a `libc::SIG*`) to the child.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill has no memory effects; the pid is our own unreaped
+        // child, so it cannot name another process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal}");
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
