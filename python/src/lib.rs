@@ -137,13 +137,15 @@ fn flat<T, E>(
     }
 }
 
+// Fields drop in this order: the sessions, then the engine, and the runtime
+// their sockets are registered with last.
 struct Inner {
-    pid: u32,
-    runtime: tokio::runtime::Runtime,
-    host: PortHost,
-    policy: NetworkPolicy,
     idle: Mutex<Vec<Slot>>,
     reserving: Mutex<Option<Arc<Shared>>>,
+    host: PortHost,
+    runtime: tokio::runtime::Runtime,
+    policy: NetworkPolicy,
+    pid: u32,
 }
 
 impl Inner {
@@ -467,13 +469,15 @@ fn family(status: FamilyStatus) -> &'static str {
 }
 
 /// A port held by a listening socket on 127.0.0.1 until it is released.
+/// It keeps its session and its host (the runtime that session's sockets
+/// are registered with) alive, even when the `Host` object is gone.
 #[pyclass(frozen, module = "hbutils_port")]
 struct Reservation {
     port: u16,
     pid: u32,
-    shared: Arc<Shared>,
-    runtime: tokio::runtime::Handle,
     held: Mutex<State>,
+    shared: Arc<Shared>,
+    host: Arc<Inner>,
 }
 
 /// Where a reservation stands.
@@ -519,7 +523,7 @@ impl Reservation {
             };
         }
         let port = self.port;
-        let outcome = self.runtime.block_on(async {
+        let outcome = self.host.runtime.block_on(async {
             let mut taken = None;
             if take {
                 let socket = flat(
@@ -609,8 +613,9 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if self.pid != this_process() {
-            // The parent's store: never run its destructors here.
+            // The parent's store and engine: never run their destructors here.
             std::mem::forget(self.shared.clone());
+            std::mem::forget(self.host.clone());
             return;
         }
         let _ = self.end(false);
@@ -632,7 +637,7 @@ impl Drop for Host {
     }
 }
 
-fn reservations(py: Python<'_>, inner: &Inner, held: Held) -> PyResult<Vec<Py<Reservation>>> {
+fn reservations(py: Python<'_>, inner: &Arc<Inner>, held: Held) -> PyResult<Vec<Py<Reservation>>> {
     let (shared, held) = held;
     held.into_iter()
         .map(|(port, reservation)| {
@@ -642,7 +647,7 @@ fn reservations(py: Python<'_>, inner: &Inner, held: Held) -> PyResult<Vec<Py<Re
                     port,
                     pid: inner.pid,
                     shared: shared.clone(),
-                    runtime: inner.runtime.handle().clone(),
+                    host: inner.clone(),
                     held: Mutex::new(State::Yes(reservation)),
                 },
             )

@@ -159,3 +159,14 @@ def test_eight_processes_racing_for_one_range_get_distinct_ports():
             racer.wait(timeout=60)
     assert all(racer.returncode == 0 for racer in racers)
     assert all(natively_free(p) for p in ports)
+
+
+def test_a_reservation_outlives_the_host_that_made_it(block):
+    from hbutils_port import Host
+
+    r = Host().reserve_port(range(block, block + 16))
+    gc.collect()  # the Host object is gone; its engine lives on for r
+    assert bind_refused(r.port)
+    with r.socket() as server:
+        assert server.getsockname() == ("127.0.0.1", r.port)
+    assert natively_free(r.port)
