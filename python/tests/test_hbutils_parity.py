@@ -100,3 +100,32 @@ def test_strict_with_none_free_is_oserror_in_both_with_the_same_shape(hbutils_py
     # hbutils: "... with in range(a, b)." (its spelling); ours: "within".
     assert theirs[2] == f"No free port can be allocated with in range({block}, {block + 3})."
     assert mine[2] == f"No free port can be allocated within range({block}, {block + 3})"
+
+
+def test_where_hbutils_misreads_a_port_we_differ_as_the_readme_says(hbutils_python, block):
+    import socket
+
+    # Bound without SO_REUSEADDR and not listening: a connect is answered
+    # with a reset, which hbutils reads as free; the bind fails.
+    bound = socket.socket()
+    bound.bind(("127.0.0.1", block))
+    questions = [["is", block, True]]
+    six = None
+    try:
+        six = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        six.bind(("::1", block + 1))
+        six.listen()
+        # A listener on ::1 only: hbutils asks IPv4 alone.
+        questions.append(["is", block + 1, True])
+    except OSError:
+        pass  # no IPv6 loopback here
+    try:
+        theirs = json.loads(run_python(hbutils_python, HBUTILS, json.dumps(questions)))
+        mine = ours(questions)
+    finally:
+        bound.close()
+        if six:
+            six.close()
+    assert [a[0] for a in theirs] == [["ok", True]] * len(questions)
+    assert [b[0] for b in mine] == [["ok", False]] * len(questions)
