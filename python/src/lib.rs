@@ -532,15 +532,14 @@ impl Reservation {
                 )?;
                 // The listener is still open in the store's table: a
                 // duplicate made now keeps the port held without a gap.
-                let found = fd::listener_on_loopback(port);
+                taken = Some(fd::listener_on_loopback(port));
                 session.close_socket(socket).map_err(Failure::Host)?;
-                taken = Some(found.map_err(Failure::Socket)?);
             }
             session
                 .drop_reservation(reservation)
                 .await
                 .map_err(Failure::Host)?;
-            Ok(taken)
+            taken.transpose().map_err(Failure::Socket)
         });
         if outcome.is_ok() && take {
             *held = State::SocketTaken;
