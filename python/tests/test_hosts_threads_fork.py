@@ -119,6 +119,8 @@ def _wait(pid):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+# Python 3.12+ warns about exactly what this test does on purpose.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_makes_its_own_host_even_mid_call(block, holder):
     holder(block)
     parent_host = hbutils_port.default_host()
