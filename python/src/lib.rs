@@ -739,7 +739,7 @@ impl Host {
 
     /// hbutils' `get_free_port`: the first free port >= 1024 among `ports`,
     /// in their order.
-    #[pyo3(signature = (ports = None, strict = None))]
+    #[pyo3(signature = (ports = None, strict = None), text_signature = "($self, ports=None, strict=True)")]
     fn get_free_port(
         &self,
         py: Python<'_>,
@@ -754,7 +754,7 @@ impl Host {
     }
 
     /// `count` distinct free ports among `ports`, in their order.
-    #[pyo3(signature = (count, ports = None, strict = None))]
+    #[pyo3(signature = (count, ports = None, strict = None), text_signature = "($self, count, ports=None, strict=True)")]
     fn get_free_ports(
         &self,
         py: Python<'_>,
@@ -772,7 +772,7 @@ impl Host {
     }
 
     /// Holds a free port among `ports` with a listening socket.
-    #[pyo3(signature = (ports = None, strict = None))]
+    #[pyo3(signature = (ports = None, strict = None), text_signature = "($self, ports=None, strict=True)")]
     fn reserve_port(
         &self,
         py: Python<'_>,
@@ -790,7 +790,7 @@ impl Host {
     }
 
     /// Holds `count` ports at once, or none.
-    #[pyo3(signature = (count, ports = None, strict = None))]
+    #[pyo3(signature = (count, ports = None, strict = None), text_signature = "($self, count, ports=None, strict=True)")]
     fn reserve_ports(
         &self,
         py: Python<'_>,
@@ -909,13 +909,25 @@ fn default_host_object(py: Python<'_>) -> PyResult<Host> {
     })
 }
 
+/// Whether `port` can be bound on 127.0.0.1 (and [::1], where the host has
+/// IPv6 loopback) right now: hbutils' `is_free_port`. It binds and closes,
+/// never connects or listens. `PortAccessDenied` when the OS refuses the bind
+/// (ports below 1024 without privilege), `InvalidArgumentError` for port 0 or
+/// a bool, `PortOutOfRangeError` below 0 or above 65535, `TypeError` for a
+/// non-integer.
 #[pyfunction]
 fn is_free_port(py: Python<'_>, port: &Bound<'_, PyAny>) -> PyResult<bool> {
     default_host_object(py)?.is_free_port(py, port)
 }
 
+/// The first free port >= 1024 among `ports`, in their order: hbutils'
+/// `get_free_port`. A `range` is searched as a range, never expanded; any
+/// other iterable is read into a list. With `strict` and no usable
+/// candidate, warns (`UserWarning`, hbutils' words) and lets the OS pick;
+/// with `strict` and none free, `NoFreePortError` (an `OSError`); without
+/// it, a port the OS picks.
 #[pyfunction]
-#[pyo3(signature = (ports = None, strict = None))]
+#[pyo3(signature = (ports = None, strict = None), text_signature = "(ports=None, strict=True)")]
 fn get_free_port(
     py: Python<'_>,
     ports: Option<&Bound<'_, PyAny>>,
@@ -924,8 +936,10 @@ fn get_free_port(
     default_host_object(py)?.get_free_port(py, ports, strict)
 }
 
+/// `count` distinct free ports among `ports`, in their order; without
+/// `strict` the OS fills what they lack. Nothing is held.
 #[pyfunction]
-#[pyo3(signature = (count, ports = None, strict = None))]
+#[pyo3(signature = (count, ports = None, strict = None), text_signature = "(count, ports=None, strict=True)")]
 fn get_free_ports(
     py: Python<'_>,
     count: &Bound<'_, PyAny>,
@@ -935,8 +949,11 @@ fn get_free_ports(
     default_host_object(py)?.get_free_ports(py, count, ports, strict)
 }
 
+/// Holds a free port among `ports` (`get_free_port`'s rules) with a listening
+/// socket, so that nobody else can bind it until it is released. Successive
+/// reservations continue after the previous one over the same candidates.
 #[pyfunction]
-#[pyo3(signature = (ports = None, strict = None))]
+#[pyo3(signature = (ports = None, strict = None), text_signature = "(ports=None, strict=True)")]
 fn reserve_port(
     py: Python<'_>,
     ports: Option<&Bound<'_, PyAny>>,
@@ -945,8 +962,9 @@ fn reserve_port(
     default_host_object(py)?.reserve_port(py, ports, strict)
 }
 
+/// Holds `count` ports at once, or none (all or nothing).
 #[pyfunction]
-#[pyo3(signature = (count, ports = None, strict = None))]
+#[pyo3(signature = (count, ports = None, strict = None), text_signature = "(count, ports=None, strict=True)")]
 fn reserve_ports(
     py: Python<'_>,
     count: &Bound<'_, PyAny>,
@@ -956,6 +974,7 @@ fn reserve_ports(
     default_host_object(py)?.reserve_ports(py, count, ports, strict)
 }
 
+/// Why `port` reads busy or free: one bind per loopback family.
 #[pyfunction]
 fn probe_port(py: Python<'_>, port: &Bound<'_, PyAny>) -> PyResult<PortStatus> {
     default_host_object(py)?.probe_port(py, port)
