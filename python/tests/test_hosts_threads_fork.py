@@ -165,3 +165,30 @@ def test_a_forked_child_makes_its_own_host_even_mid_call(block, holder):
     assert r.held and hbutils_port.default_host().pid == os.getpid()
     r.release()
     assert is_free_port(block) is False
+
+
+def test_the_gil_is_released_while_the_component_works(block, holder):
+    # 600,000 failed binds keep the component busy for most of a second;
+    # another Python thread must run meanwhile, which it cannot if the GIL
+    # is held (then it gets a switch interval or two, some 10^5 counts at
+    # most here, against millions while the GIL is free).
+    holder(block)
+    host = Host()
+    counted = [0]
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            counted[0] += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        before = counted[0]
+        with pytest.raises(hbutils_port.NoFreePortError):
+            host.get_free_port([block] * 600_000)
+        during = counted[0] - before
+    finally:
+        stop.set()
+        counter.join()
+    assert during > 500_000, f"the counting thread ran {during} times during the call"
