@@ -872,7 +872,9 @@ fn port_block_of(block: &Bound<'_, PyAny>) -> PyResult<PortBlock> {
 /// runs; the child sees the parent's pid in it and makes its own.
 static DEFAULT: Mutex<Option<Arc<Inner>>> = Mutex::new(None);
 
-fn default_host(py: Python<'_>) -> PyResult<Arc<Inner>> {
+/// `_attached` is the proof that the caller holds the GIL, which the rule
+/// above rests on; the host is made without ever letting it go.
+fn default_host(_attached: Python<'_>) -> PyResult<Arc<Inner>> {
     let mut default = lock(&DEFAULT);
     if let Some(inner) = default.as_ref() {
         if inner.pid == this_process() {
@@ -881,7 +883,6 @@ fn default_host(py: Python<'_>) -> PyResult<Arc<Inner>> {
         // The parent's: leaked, never dropped here.
         std::mem::forget(default.take());
     }
-    let _ = py;
     let inner = Inner::new(NetworkPolicy::loopback(), python_limits())
         .map_err(|error| errors::ComponentError::new_err(format!("{error:#}")))?;
     let inner = Arc::new(inner);
@@ -889,6 +890,9 @@ fn default_host(py: Python<'_>) -> PyResult<Arc<Inner>> {
     Ok(inner)
 }
 
+/// `Host()`'s defaults: the library's, but room for every port a count can
+/// ask for (the process's open-file limit is the real bound) and for many
+/// threads calling at once.
 fn python_limits() -> Limits {
     Limits {
         sessions: 256,
