@@ -159,3 +159,18 @@ def test_get_free_ports_gives_distinct_free_ports_in_order(block, holder):
         hbutils_port.get_free_ports(5, [block, block + 1, block + 2, block + 3])
     got = hbutils_port.get_free_ports(5, [block, block + 1, block + 2], strict=False)
     assert got[:2] == [block, block + 2] and len(set(got)) == 5
+
+
+def test_thousands_of_fallback_warnings_do_not_wear_out_a_session():
+    # Each warning is a line in the session's captured stderr, a 64 KiB
+    # buffer that refuses writes once full (about 870 warnings): the warnings
+    # after that would be lost without a word. Sessions are replaced long
+    # before that (measured: with no replacement, 1772 of these 2400 came).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(1200):
+            assert 1024 <= get_free_port(None) <= 65535
+        for _ in range(1200):
+            hbutils_port.reserve_port([]).release()
+    assert len(caught) == 2400
+    assert {str(w.message) for w in caught} == {HBUTILS_WARNING}
