@@ -174,3 +174,15 @@ def test_thousands_of_fallback_warnings_do_not_wear_out_a_session():
             hbutils_port.reserve_port([]).release()
     assert len(caught) == 2400
     assert {str(w.message) for w in caught} == {HBUTILS_WARNING}
+
+
+@pytest.mark.parametrize("port", [22, 80, 8080, 35022])
+def test_doc_examples_of_is_free_port_answer_what_this_machine_has(port):
+    # hbutils' docstring assumes sshd on 22, a web server on 80, and 8080 and
+    # 35022 free; the answer is this machine's. Below 1024 an unprivileged
+    # process may not bind, and is told so rather than guessed at.
+    if port < 1024 and os.geteuid() != 0:
+        with pytest.raises(PermissionError):
+            is_free_port(port)
+    else:
+        assert is_free_port(port) is natively_free(port)
