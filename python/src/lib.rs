@@ -25,7 +25,7 @@ use pyo3::exceptions::{PyTypeError, PyUserWarning};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyRange};
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -109,7 +109,15 @@ impl Slot {
 struct Shared {
     slot: Mutex<Slot>,
     retired: AtomicBool,
+    /// Sockets promised to reservations: those held, and those a call in
+    /// flight may take. Counted so that no call can run the session into
+    /// its socket quota, whose trap would end it and free every port it holds.
+    promised: AtomicUsize,
 }
+
+/// Live resources a session needs besides one per reservation: the
+/// component's own (2, measured) and the probe's sockets during a search.
+const SESSION_OVERHEAD: usize = 4;
 
 /// What a call could not do: the host's failure (the session is gone) or the
 /// component's answer.
@@ -210,16 +218,32 @@ impl Inner {
     }
 
     /// The session new reservations go to.
-    fn reserving(&self) -> Outcome<Arc<Shared>> {
+    /// The session `wanted` new reservations go to, with room for them
+    /// promised: the current one while it has room, else a fresh one.
+    fn reserving(&self, wanted: usize) -> Outcome<Arc<Shared>> {
+        let quota = self.host.limits().store.resources;
+        if wanted.saturating_add(SESSION_OVERHEAD) > quota {
+            return Err(Failure::Component(ErrorCode::InvalidArgument(format!(
+                "{wanted} reservations do not fit in this host's max_sockets={quota} \
+                 (live sockets per session, {SESSION_OVERHEAD} of them the component's own)"
+            ))));
+        }
         let mut current = lock(&self.reserving);
         if let Some(shared) = current.as_ref()
             && !shared.retired.load(Ordering::Acquire)
         {
-            return Ok(shared.clone());
+            let promised = shared.promised.load(Ordering::Acquire);
+            if promised + wanted + SESSION_OVERHEAD <= quota {
+                shared.promised.fetch_add(wanted, Ordering::AcqRel);
+                return Ok(shared.clone());
+            }
+            // Full: it keeps its reservations, new ones go to a new session.
+            shared.retired.store(true, Ordering::Release);
         }
         let shared = Arc::new(Shared {
             slot: Mutex::new(self.new_slot()?),
             retired: AtomicBool::new(false),
+            promised: AtomicUsize::new(wanted),
         });
         *current = Some(shared.clone());
         Ok(shared)
@@ -236,7 +260,14 @@ impl Inner {
         if let Err(failure) = self.check_process() {
             return (Err(failure), Vec::new());
         }
-        let shared = match self.reserving() {
+        // A count the component refuses anyway (0, above 64512) is left
+        // for it to answer.
+        let wanted = match count {
+            None => 1,
+            Some(count @ 1..=64_512) => count as usize,
+            Some(_) => 0,
+        };
+        let shared = match self.reserving(wanted) {
             Ok(shared) => shared,
             Err(failure) => return (Err(failure), Vec::new()),
         };
@@ -268,8 +299,24 @@ impl Inner {
         if !slot.reusable() {
             shared.retired.store(true, Ordering::Release);
         }
+        let taken = outcome.as_ref().map_or(0, Vec::len);
+        shared
+            .promised
+            .fetch_sub(wanted.saturating_sub(taken), Ordering::AcqRel);
         drop(slot);
         (outcome.map(|held| (shared, held)), warnings)
+    }
+}
+
+/// The host's explanation and, when it says more, the first line of the
+/// original error (a trap's kind): one line, without the wasm backtrace the
+/// causes between them carry.
+fn describe(error: &wasmtime::Error) -> String {
+    let top = error.to_string();
+    let root = error.chain().last().map(|cause| cause.to_string());
+    match root.as_deref().and_then(|root| root.lines().next()) {
+        Some(root) if !root.is_empty() && !top.contains(root) => format!("{top}: {root}"),
+        _ => top,
     }
 }
 
@@ -301,7 +348,7 @@ fn raise(failure: Failure) -> PyErr {
         )),
         Failure::Socket(message) => errors::SocketError::new_err(message),
         Failure::Host(error) => {
-            let message = format!("{error:#}");
+            let message = describe(&error);
             if error.downcast_ref::<wasmtime::Trap>().is_some() || message.contains("quota") {
                 errors::ComponentTrapped::new_err(message)
             } else if message.contains("deadline") {
@@ -496,7 +543,12 @@ impl Reservation {
         }
         let mut held = lock(&self.held);
         let reservation = match std::mem::replace(&mut *held, State::Released) {
-            State::Yes(reservation) => reservation,
+            State::Yes(reservation) => {
+                // Released, taken or gone with its session: no longer the
+                // session's socket either way.
+                self.shared.promised.fetch_sub(1, Ordering::AcqRel);
+                reservation
+            }
             State::Released if take => {
                 return Err(Failure::Reservation(ReservationError::Released));
             }
@@ -556,10 +608,12 @@ impl Reservation {
         self.port
     }
 
-    /// Whether the port is still held by this reservation.
+    /// Whether the port is still held by this reservation (not when its
+    /// session was stopped, which frees every port the session held).
     #[getter]
     fn held(&self) -> bool {
-        matches!(*lock(&self.held), State::Yes(_))
+        let held = lock(&self.held);
+        matches!(*held, State::Yes(_)) && lock(&self.shared.slot).session.ended().is_none()
     }
 
     /// Frees the port at once. Calling it again does nothing.
@@ -601,6 +655,9 @@ impl Reservation {
 
     fn __repr__(&self) -> String {
         let state = match *lock(&self.held) {
+            State::Yes(_) if lock(&self.shared.slot).session.ended().is_some() => {
+                "freed when its session was stopped"
+            }
             State::Yes(_) => "held",
             State::Released => "released",
             State::SocketTaken => "socket taken",
@@ -722,7 +779,7 @@ impl Host {
         };
         let inner = py
             .detach(|| Inner::new(policy, limits))
-            .map_err(|error| errors::ComponentError::new_err(format!("{error:#}")))?;
+            .map_err(|error| errors::ComponentError::new_err(describe(&error)))?;
         Ok(Host {
             inner: Arc::new(inner),
         })
@@ -884,7 +941,7 @@ fn default_host(_attached: Python<'_>) -> PyResult<Arc<Inner>> {
         std::mem::forget(default.take());
     }
     let inner = Inner::new(NetworkPolicy::loopback(), python_limits())
-        .map_err(|error| errors::ComponentError::new_err(format!("{error:#}")))?;
+        .map_err(|error| errors::ComponentError::new_err(describe(&error)))?;
     let inner = Arc::new(inner);
     *default = Some(inner.clone());
     Ok(inner)

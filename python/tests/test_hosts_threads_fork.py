@@ -192,3 +192,24 @@ def test_the_gil_is_released_while_the_component_works(block, holder):
         stop.set()
         counter.join()
     assert during > 500_000, f"the counting thread ran {during} times during the call"
+
+
+def test_a_quota_trap_is_a_runtime_error_and_never_costs_other_reservations(block):
+    host = Host(max_sockets=12)
+    kept = host.reserve_port(range(block, block + 16))
+    # More than a session's quota: refused before the component runs.
+    with pytest.raises(ValueError, match="max_sockets=12"):
+        host.reserve_ports(10, range(block, block + 16))
+    # Fits a session, not the one holding `kept`: a fresh session takes it.
+    more = host.reserve_ports(8, range(block, block + 16))
+    assert kept.held and all(r.held for r in more)
+    assert len({kept.port, *(r.port for r in more)}) == 9
+    # A search whose OS-picked ports pass the quota stops its own session only.
+    with pytest.raises(RuntimeError) as raised:
+        host.get_free_ports(40, range(block, block + 1), strict=False)
+    assert isinstance(raised.value, hbutils_port.ComponentTrapped)
+    assert raised.value.code == "trap" and "quota of 12" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert kept.held and all(r.held for r in more)
+    for r in [kept, *more]:
+        r.release()
