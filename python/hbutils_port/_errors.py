@@ -43,8 +43,9 @@ class PortOutOfRangeError(InvalidArgumentError, OverflowError):
 
 
 class SocketError(OSError):
-    """Another socket failure the host reported (``other``), for example
-    ``new-socket-limit`` when the process is out of descriptors."""
+    """Another socket failure the host reported (``other``): for example
+    ``unknown``, which is how wasmtime-wasi reports a process out of
+    descriptors (EMFILE). A reservation call that fails so holds nothing."""
 
     code = "other"
 

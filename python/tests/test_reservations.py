@@ -170,3 +170,23 @@ def test_a_reservation_outlives_the_host_that_made_it(block):
     with r.socket() as server:
         assert server.getsockname() == ("127.0.0.1", r.port)
     assert natively_free(r.port)
+
+
+OUT_OF_DESCRIPTORS = """
+import resource, sys
+import hbutils_port as h
+start = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+try:
+    h.reserve_ports(100, range(start, start + 200))
+except h.SocketError as error:
+    print(error.code, isinstance(error, OSError))
+print(h.get_free_port(range(start, start + 200)) == start)
+"""
+
+
+def test_running_out_of_descriptors_is_an_oserror_and_holds_nothing(this_python):
+    from conftest import free_block, run_python
+
+    start = free_block(200)
+    assert run_python(this_python, OUT_OF_DESCRIPTORS, start).split("\n") == ["other True", "True"]
