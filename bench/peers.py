@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Per-call figures for Python's hbutils and portpicker on the cases of bench/compare.
+"""Per-call figures for Python's hbutils, portpicker and (when installed)
+this project's hbutils_port wheel on the cases of bench/compare.
 
     python bench/peers.py FREE START     # run with the venv's python
     python bench/peers.py --hold START COUNT
@@ -101,13 +102,23 @@ def main():
     warnings.simplefilter("ignore")
     hb, pp = "hbutils", "portpicker (Python)"
 
+    try:
+        import hbutils_port as ours
+    except ImportError:
+        ours = None
+    hp = "hbutils_port (Python)"
+
     report("is-free-port, free port", hb, per_call(lambda: expect(is_free_port(free), True, "free")))
+    if ours:
+        report("is-free-port, free port", hp, per_call(lambda: expect(ours.is_free_port(free), True, "free")))
     report("is-free-port, free port", pp, per_call(lambda: expect(bool(portpicker.is_port_free(free)), True, "free")))
 
     with Holder(0, 1) as holder:
         held = holder.first
         report("is-free-port, held port", hb, per_call(lambda: expect(is_free_port(held), False, "held")))
         report("is-free-port, held port", pp, per_call(lambda: expect(bool(portpicker.is_port_free(held)), False, "held")))
+        if ours:
+            report("is-free-port, held port", hp, per_call(lambda: expect(ours.is_free_port(held), False, "held")))
 
     last = start + 999
     candidates = range(start, start + 1000)
@@ -117,12 +128,18 @@ def main():
         # portpicker has no search over candidates: a user walks them with is_port_free.
         report(case, pp, per_call(
             lambda: expect(next(p for p in candidates if portpicker.is_port_free(p)), last, "range")))
+        if ours:
+            report(case, hp, per_call(lambda: expect(ours.get_free_port(candidates), last, "range")))
 
     case = "get-free-port(none, false), OS choice"
     report(case, hb, per_call(lambda: get_free_port(None, strict=False)))
     # pick_unused_port never repeats a port within a process; handing it back
     # keeps every call doing the same work.
     report(case, pp, per_call(lambda: portpicker.return_port(portpicker.pick_unused_port())))
+    if ours:
+        report(case, hp, per_call(lambda: ours.get_free_port(None, strict=False)))
+        # Beyond hbutils: hold a port and give it back.
+        report("reserve-port, then release", hp, per_call(lambda: ours.reserve_port(None, strict=False).release()))
 
 
 if __name__ == "__main__":
