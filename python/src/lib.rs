@@ -349,10 +349,16 @@ fn raise(failure: Failure) -> PyErr {
         Failure::Socket(message) => errors::SocketError::new_err(message),
         Failure::Host(error) => {
             let message = describe(&error);
-            if error.downcast_ref::<wasmtime::Trap>().is_some() || message.contains("quota") {
-                errors::ComponentTrapped::new_err(message)
-            } else if message.contains("deadline") {
+            // The host's failures are types; no text is matched.
+            if error
+                .downcast_ref::<port_host::DeadlineExceeded>()
+                .is_some()
+            {
                 errors::DeadlineExceeded::new_err(message)
+            } else if error.downcast_ref::<wasmtime::Trap>().is_some()
+                || error.downcast_ref::<port_host::QuotaExceeded>().is_some()
+            {
+                errors::ComponentTrapped::new_err(message)
             } else {
                 errors::ComponentError::new_err(message)
             }
