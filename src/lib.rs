@@ -10,6 +10,8 @@ pub mod search;
 
 #[cfg(target_arch = "wasm32")]
 mod probe;
+#[cfg(target_arch = "wasm32")]
+mod wildcard;
 
 #[cfg(target_arch = "wasm32")]
 mod component {
@@ -141,6 +143,11 @@ mod component {
                 ipv4: status(IpAddressFamily::Ipv4).map_err(to_wit)?,
                 ipv6: status(IpAddressFamily::Ipv6).map_err(to_wit)?,
             })
+        }
+
+        fn is_free_on_wildcard(port: u16) -> Result<bool, ErrorCode> {
+            search::check_port(port).map_err(to_wit)?;
+            crate::wildcard::is_free_on_wildcard(port).map_err(to_wit)
         }
     }
 

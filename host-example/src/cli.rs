@@ -72,11 +72,80 @@ pub enum Command {
         #[command(flatten)]
         run: Run,
     },
+    /// Serve ports to portpicker clients (PORTSERVER_ADDRESS): a drop-in for
+    /// portpicker's portserver.py whose ports never collide between live
+    /// processes. Runs until SIGTERM or SIGINT; SIGUSR1 prints statistics.
+    #[cfg(target_os = "linux")]
+    Portserver(Portserver),
+    /// Ask a port server for ports, printed one per line: for the process
+    /// that ran this command (or --pid), which holds them until it exits.
+    #[cfg(target_os = "linux")]
+    PickPort(PickPort),
     /// Print a completion script for SHELL.
     Completions {
         /// The shell to complete for.
         shell: Shell,
     },
+}
+
+/// `port-host portserver`'s options: portserver.py's names (kebab-case
+/// aliases too) and defaults.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Args)]
+pub struct Portserver {
+    /// The AF_UNIX socket to listen on: a path, or @NAME for an abstract
+    /// socket.
+    #[arg(
+        long = "portserver_address",
+        visible_alias = "portserver-address",
+        alias = "portserver_unix_socket_address",
+        value_name = "ADDRESS",
+        default_value = "@unittest-portserver"
+    )]
+    pub address: String,
+    /// The ports to hand out: comma-separated inclusive ranges N-P.
+    #[arg(
+        long = "portserver_static_pool",
+        visible_alias = "portserver-static-pool",
+        value_name = "N-P,...",
+        default_value = "15000-24999"
+    )]
+    pub pool: String,
+    /// Where the assignments are kept [default:
+    /// /dev/shm/port-host-portserver-ADDRESS.state].
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Start even on a damaged state file: every port it may hide is held by
+    /// an unknown owner and never handed out (a warning says how many).
+    #[arg(long)]
+    pub accept_damaged_state: bool,
+    /// How long a client has to send its request before it is closed.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
+    pub read_timeout: Duration,
+}
+
+/// `port-host pick-port`'s options.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Args)]
+pub struct PickPort {
+    /// The server [default: $PORTSERVER_ADDRESS, else @unittest-portserver].
+    #[arg(
+        long = "portserver_address",
+        visible_alias = "portserver-address",
+        value_name = "ADDRESS"
+    )]
+    pub address: Option<String>,
+    /// The process the ports are for [default: the one that ran this
+    /// command]. The server refuses a pid outside this command's own line
+    /// of descent.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Ask for N ports at once (1 to 64), all or none.
+    #[arg(long, value_name = "N", conflicts_with = "release")]
+    pub count: Option<usize>,
+    /// Give these ports back instead (P1,P2,...); the pid must hold them all.
+    #[arg(long, value_name = "PORTS", value_delimiter = ',', value_parser = parse_port)]
+    pub release: Option<Vec<u16>>,
 }
 
 /// Where to look, and what to do when nothing there is free.
@@ -138,11 +207,14 @@ impl Command {
             | Command::ProbePort { run, .. }
             | Command::Reserve { run, .. } => Some(&run.sandbox),
             Command::Completions { .. } => None,
+            #[cfg(target_os = "linux")]
+            Command::Portserver(_) | Command::PickPort(_) => None,
         }
     }
 }
 
-const COMMANDS: &str = "is-free-port, get-free-port, probe-port, reserve or completions";
+const COMMANDS: &str =
+    "is-free-port, get-free-port, probe-port, reserve, portserver, pick-port or completions";
 
 /// clap's error as the one line our error contract promises, naming the
 /// culprit the way the rest of `port-host` does.

@@ -70,6 +70,8 @@ mod error;
 mod host;
 mod limits;
 mod policy;
+#[cfg(all(target_os = "linux", feature = "portserver"))]
+pub mod portserver;
 mod sandbox;
 mod session;
 
@@ -87,7 +89,7 @@ pub use session::Session;
 
 /// The interface the sessions call, at the version this crate was written
 /// against; the component must export it.
-pub const PORT_INTERFACE: &str = "hbutils:network/port@0.3.0";
+pub const PORT_INTERFACE: &str = "hbutils:network/port@0.4.0";
 
 // A host is shared across threads; a session moves to the thread (or task)
 // that calls it. Checked here so that a change that breaks either fails to

@@ -120,10 +120,69 @@ async fn run(command: Command) -> wasmtime::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(target_os = "linux")]
+        Command::Portserver(options) => Ok(portserver(options).await),
+        #[cfg(target_os = "linux")]
+        Command::PickPort(options) => Ok(pick_port(options)),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "port-host", &mut io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The server, on this process's one thread: the allocator is sequential
+/// anyway, and a second thread would only add wake-ups between them.
+#[cfg(target_os = "linux")]
+async fn portserver(options: cli::Portserver) -> ExitCode {
+    use port_host::portserver::{self, Config};
+    let config = Config::new(
+        &options.address,
+        &options.pool,
+        options.state_file,
+        options.accept_damaged_state,
+        options.read_timeout,
+    );
+    let served = match config {
+        Ok(config) => portserver::serve(config).await,
+        Err(error) => Err(error),
+    };
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(None, &error),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn pick_port(options: cli::PickPort) -> ExitCode {
+    use port_host::portserver::{Address, client};
+    let address = options
+        .address
+        .or_else(|| std::env::var("PORTSERVER_ADDRESS").ok())
+        .unwrap_or_else(|| "@unittest-portserver".into());
+    let server = match Address::parse(&address) {
+        Ok(server) => server,
+        Err(error) => return fail(None, &error),
+    };
+    // The ports are for whoever ran this command: it exits at once.
+    let pid = options
+        .pid
+        .unwrap_or_else(std::os::unix::process::parent_id);
+    let answer = match (options.release, options.count) {
+        (Some(ports), _) => client::release(&server, pid, &ports).map(|()| Vec::new()),
+        (None, None) => client::pick_unused_port(&server, pid).map(|port| vec![port]),
+        (None, Some(count)) => client::get_ports(&server, pid, count),
+    };
+    match answer {
+        Ok(ports) => {
+            let mut stdout = io::stdout().lock();
+            let printed = ports.iter().try_for_each(|port| writeln!(stdout, "{port}"));
+            match printed.and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(None, &format!("cannot print the ports: {error}")),
+            }
+        }
+        Err(error) => fail(None, &format!("{address}: {error}")),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The network a guest gets, as data: loopback TCP at most, narrowed per
-//! tenant. Any embedder applies it to its own `WasiCtxBuilder`.
+//! tenant, or the port server's wildcard binds on its pool and nothing else.
+//! Any embedder applies it to its own `WasiCtxBuilder`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -12,7 +13,9 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 /// Never more than TCP on 127.0.0.0/8 and ::1: no UDP, no name lookup, no
 /// other address, whatever the builder calls. [`NetworkPolicy::loopback`]
 /// grants bind, listen and accept, which is all the port component needs;
-/// `connect` and a [`PortBlock`] are chosen per tenant.
+/// `connect` and a [`PortBlock`] are chosen per tenant. The one exception is
+/// [`NetworkPolicy::wildcard_binds`], the port server's check: TCP and UDP
+/// binds on 0.0.0.0 and [::], on its pool's ports, and nothing else.
 ///
 /// ```
 /// use port_host::{NetworkPolicy, PortBlock};
@@ -27,6 +30,8 @@ pub struct NetworkPolicy {
     tcp: bool,
     connect: bool,
     block: Option<PortBlock>,
+    /// Wildcard binds (TCP and UDP) instead of loopback TCP.
+    wildcard: bool,
 }
 
 /// A tenant's own ports, `start..end` (end exclusive, at most 65536), none of
@@ -85,6 +90,24 @@ impl NetworkPolicy {
             tcp: true,
             connect: false,
             block: None,
+            wildcard: false,
+        }
+    }
+
+    /// The port server's check (`is-free-on-wildcard`) on `pool`'s ports and
+    /// nothing more: TCP bind and listen and UDP bind on 0.0.0.0 and [::],
+    /// never on another address, never port 0 or a port outside `pool`; no
+    /// accept, connect, send or receive. [`NetworkPolicy::with_connect`]
+    /// adds nothing to it, and [`NetworkPolicy::confined_to`] replaces the pool.
+    ///
+    /// A guest under it can learn which of the pool's ports are in use and
+    /// hold them for as long as its store lives; it cannot reach anything.
+    pub const fn wildcard_binds(pool: PortBlock) -> Self {
+        NetworkPolicy {
+            tcp: true,
+            connect: false,
+            block: Some(pool),
+            wildcard: true,
         }
     }
 
@@ -94,6 +117,7 @@ impl NetworkPolicy {
             tcp: false,
             connect: false,
             block: None,
+            wildcard: false,
         }
     }
 
@@ -121,6 +145,15 @@ impl NetworkPolicy {
     /// makes before each socket operation.
     pub fn permits(&self, addr: SocketAddr, use_: SocketAddrUse) -> bool {
         let in_block = |port: u16| self.block.is_none_or(|block| block.contains(port));
+        if self.wildcard {
+            // A wildcard policy always has a block, so port 0 (outside every
+            // block) is refused with the rest of the ports outside the pool.
+            let bind = matches!(
+                use_,
+                SocketAddrUse::TcpBind | SocketAddrUse::TcpListen | SocketAddrUse::UdpBind
+            );
+            return bind && addr.ip().is_unspecified() && in_block(addr.port());
+        }
         let loopback = addr.ip().is_loopback();
         match use_ {
             SocketAddrUse::TcpBind => {
@@ -148,7 +181,9 @@ impl NetworkPolicy {
     pub fn apply(&self, wasi: &mut WasiCtxBuilder) {
         // Stated even where they are wasmtime's defaults, so that the grant
         // reads in full here and survives a change of defaults.
-        wasi.allow_udp(false)
+        // wasmtime-wasi refuses every UDP socket unless UDP is allowed, before
+        // the address check; only the wildcard policy's check binds UDP.
+        wasi.allow_udp(self.wildcard)
             .allow_ip_name_lookup(false)
             .allow_tcp(self.tcp);
         let policy = *self;
@@ -308,6 +343,41 @@ mod tests {
         let policy = NetworkPolicy::loopback().with_connect();
         for a in ["127.0.0.1:5353", "[::1]:0", "0.0.0.0:0"] {
             for use_ in UDP {
+                assert!(!policy.permits(addr(a), use_), "{a} {use_:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn wildcard_binds_grant_tcp_and_udp_binds_on_the_pool_and_nothing_else() {
+        let policy = NetworkPolicy::wildcard_binds(block(20_000..20_100)).with_connect();
+        for a in ["0.0.0.0:20000", "[::]:20099"] {
+            for use_ in [
+                SocketAddrUse::TcpBind,
+                SocketAddrUse::TcpListen,
+                SocketAddrUse::UdpBind,
+            ] {
+                assert!(policy.permits(addr(a), use_), "{a} {use_:?}");
+            }
+            for use_ in [
+                SocketAddrUse::TcpAccept,
+                SocketAddrUse::TcpConnect,
+                SocketAddrUse::UdpSend,
+                SocketAddrUse::UdpReceive,
+            ] {
+                assert!(!policy.permits(addr(a), use_), "{a} {use_:?}");
+            }
+        }
+        for a in [
+            "0.0.0.0:0",
+            "[::]:0",
+            "0.0.0.0:19999",
+            "[::]:20100",
+            "127.0.0.1:20000",
+            "[::1]:20000",
+            "192.168.1.10:20000",
+        ] {
+            for use_ in TCP.into_iter().chain(UDP) {
                 assert!(!policy.permits(addr(a), use_), "{a} {use_:?}");
             }
         }

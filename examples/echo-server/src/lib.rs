@@ -14,7 +14,7 @@ wit_bindgen::generate!({
     // One set of WASI types for this crate and the port interface, so the
     // socket a reservation hands over is a `wasi::sockets::tcp::TcpSocket`.
     with: {
-        "hbutils:network/port@0.3.0": generate,
+        "hbutils:network/port@0.4.0": generate,
         "wasi:sockets/tcp@0.2.12": wasi::sockets::tcp,
         "wasi:sockets/network@0.2.12": wasi::sockets::network,
         "wasi:io/poll@0.2.12": wasi::io::poll,

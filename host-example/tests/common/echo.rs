@@ -9,7 +9,7 @@ use wasmtime::error::Context;
 use wasmtime::{Result, Store, bail};
 
 /// The interface the echo server imports and the component exports.
-const PORT: &str = "hbutils:network/port@0.3.0";
+const PORT: &str = "hbutils:network/port@0.4.0";
 /// The consumer's export, as composition re-exports it.
 pub const SERVER: &str = "hbutils:echo/server@0.1.0";
 

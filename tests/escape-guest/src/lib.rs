@@ -17,7 +17,7 @@ wit_bindgen::generate!({
     path: ["../../wit", "wit"],
     world: "test:escape/escape",
     with: {
-        "hbutils:network/port@0.3.0": generate,
+        "hbutils:network/port@0.4.0": generate,
         "wasi:sockets/tcp@0.2.12": wasi::sockets::tcp,
         "wasi:sockets/network@0.2.12": wasi::sockets::network,
         "wasi:io/poll@0.2.12": wasi::io::poll,
@@ -226,6 +226,10 @@ impl port::Guest for Escape {
     }
 
     fn probe_port(_: u16) -> Result<PortStatus, PortError> {
+        Err(PortError::Other("hostile".into()))
+    }
+
+    fn is_free_on_wildcard(_: u16) -> Result<bool, PortError> {
         Err(PortError::Other("hostile".into()))
     }
 }
