@@ -48,6 +48,7 @@ export interface PortUtils {
   reservePort(ports?: Candidates | null, options?: SearchOptions): Reservation;
   reservePorts(count: number, ports?: Candidates | null, options?: SearchOptions): Reservation[];
   probePort(port: number): PortStatus;
+  isFreeOnWildcard(port: number): boolean;
 }
 
 /** An instance of the component with its own policy (default: loopback TCP, any port, no connect). */
@@ -65,3 +66,5 @@ export function reservePort(ports?: Candidates | null, options?: SearchOptions):
 export function reservePorts(count: number, ports?: Candidates | null, options?: SearchOptions): Reservation[];
 /** Each family's state of `port`. */
 export function probePort(port: number): PortStatus;
+/** Whether `port` is free for TCP and UDP on 0.0.0.0 and [::]; needs a policy that grants those binds. */
+export function isFreeOnWildcard(port: number): boolean;

@@ -249,6 +249,10 @@ export function createInstance(policy = {}) {
       const { ipv4, ipv6 } = call(() => port.probePort(p));
       return { ipv4, ipv6 };
     },
+    isFreeOnWildcard(p) {
+      checkPort(p);
+      return call(() => port.isFreeOnWildcard(p));
+    },
   });
 }
 
@@ -270,3 +274,9 @@ export const reservePort = (ports, options) => instance().reservePort(ports, opt
 export const reservePorts = (count, ports, options) => instance().reservePorts(count, ports, options);
 /** Each family's state of `port`: free, in-use, denied or unsupported. */
 export const probePort = (port) => instance().probePort(port);
+/**
+ * Whether `port` is free for TCP and UDP on 0.0.0.0 and [::] (a port
+ * server's check). The policy must grant those binds: under the default
+ * one, access-denied.
+ */
+export const isFreeOnWildcard = (port) => instance().isFreeOnWildcard(port);

@@ -4,8 +4,9 @@ hbutils' ``hbutils.system.network.port`` API (``is_free_port``,
 ``get_free_port``), answered by the ``hbutils-port`` WebAssembly component
 running in the ``port_host`` wasmtime host, which grants it loopback TCP and
 nothing else. Beyond hbutils: several ports at once, reservations that hold a
-port with a listening socket (and hand that socket over), and a per-family
-diagnosis::
+port with a listening socket (and hand that socket over), a per-family
+diagnosis, and a client for ``port-host portserver``'s requests beyond
+portpicker's (``portserver_client``: ports, listening sockets, release)::
 
     from hbutils_port import get_free_port, is_free_port, reserve_port
 
@@ -50,6 +51,12 @@ from ._native import (
     reserve_ports,
 )
 from ._native import default_host_object as default_host
+from .portserver_client import (
+    PortServerError,
+    get_ports_from_server,
+    get_sockets_from_server,
+    release_ports_to_server,
+)
 
 __version__ = "0.1.0"
 
@@ -62,6 +69,7 @@ __all__ = [
     "NoFreePortError",
     "PortAccessDenied",
     "PortOutOfRangeError",
+    "PortServerError",
     "PortStatus",
     "Reservation",
     "ReservationEnded",
@@ -69,8 +77,11 @@ __all__ = [
     "default_host",
     "get_free_port",
     "get_free_ports",
+    "get_ports_from_server",
+    "get_sockets_from_server",
     "is_free_port",
     "probe_port",
+    "release_ports_to_server",
     "reserve_port",
     "reserve_ports",
 ]

@@ -64,7 +64,7 @@ impl Checker {
         }
     }
 
-    async fn instantiate(&self) -> Result<(Store<State>, PortUtils)> {
+    async fn instantiate(&mut self) -> Result<(Store<State>, PortUtils)> {
         let (mut store, _) = sandboxed_store(
             &self.engine,
             self.policy,

@@ -15,8 +15,8 @@
 //!
 //! On any failure (a bad request, a pid that is 0, 1, dead or another
 //! process's, no free port) the server closes without writing anything.
-//! A request is read for at most `--read-timeout` and at most
-//! [`protocol::MAX_REQUEST`] bytes; anything else is closed unanswered.
+//! A request is read for at most `--read-timeout` and at most 1024 bytes;
+//! anything else is closed unanswered.
 //!
 //! Request forms beyond portpicker's start with a word, which portserver.py
 //! cannot read as an integer and closes unanswered, so a client that uses
@@ -39,8 +39,10 @@
 //! by the component (`is-free-on-wildcard`), in a sandbox that may make those
 //! binds on the pool's ports and nothing else.
 //!
-//! Assignments are kept in a state file (see [`state`]), written before any
-//! reply that depends on it. SIGUSR1 prints statistics to stderr; SIGTERM
+//! Assignments are kept in a state file (temp file, fsync, rename), written
+//! before any reply that depends on it; a damaged one stops the start with a
+//! clear error, or with `--accept-damaged-state` costs the ports it may hide
+//! and never hands one out twice. SIGUSR1 prints statistics to stderr; SIGTERM
 //! and SIGINT stop the server and remove its socket file.
 
 mod check;
@@ -48,7 +50,7 @@ pub mod client;
 mod fdpass;
 mod owner;
 mod pool;
-pub mod protocol;
+mod protocol;
 mod server;
 mod state;
 

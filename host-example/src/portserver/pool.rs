@@ -57,10 +57,6 @@ impl Pool {
         self.ports.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ports.is_empty()
-    }
-
     pub fn port(&self, slot: usize) -> u16 {
         self.ports[slot]
     }

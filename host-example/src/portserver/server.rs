@@ -162,17 +162,20 @@ pub async fn serve(config: Config) -> Result<(), String> {
     );
     let permits = Arc::new(Semaphore::new(CONNECTIONS));
     loop {
+        // Biased: a signal that came before a connection is seen first.
         tokio::select! {
+            biased;
             _ = usr1.recv() => eprintln!("portserver statistics:\n{stats}"),
             _ = term.recv() => break,
             _ = int.recv() => break,
             permit = permits.clone().acquire_owned() => {
                 let Ok(permit) = permit else { break };
                 let stream = tokio::select! {
-                    accepted = listener.accept() => accepted,
+                    biased;
                     _ = usr1.recv() => { eprintln!("portserver statistics:\n{stats}"); continue }
                     _ = term.recv() => break,
                     _ = int.recv() => break,
+                    accepted = listener.accept() => accepted,
                 };
                 match stream {
                     Ok((stream, _)) => {
