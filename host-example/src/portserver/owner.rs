@@ -1,6 +1,13 @@
 //! Who holds a port: a process, known by its pid and its start time as
 //! /proc/PID/stat gives them. A pid alone is not enough: the kernel hands a
 //! dead process's pid to a new one, and the new one must not inherit a port.
+//!
+//! The start time counts clock ticks (10 ms here), so a pid reused within
+//! the tick its last holder started in (only ns_last_pid can arrange that)
+//! would read as the same process. Where the kernel has pidfs (Linux 6.9
+//! on), a pidfd's inode number names one process for the whole boot and is
+//! part of the identity too; on older kernels every pidfd shares one inode,
+//! and (pid, start time) decides alone.
 
 use std::fs;
 
@@ -9,13 +16,17 @@ use std::fs;
 pub struct Owner {
     pub pid: u32,
     /// Field 22 of /proc/PID/stat: clock ticks from boot to the process's
-    /// start. Two processes with one pid never share it within a boot.
+    /// start.
     pub start: u64,
+    /// The inode of a pidfd for the process (pidfs), or 0 if none could be
+    /// opened.
+    pub pidfs: u64,
 }
 
 /// What /proc says about a pid now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Process {
+    /// Its pid and start time; `pidfs` is left 0 here (see [`live_owner`]).
     pub owner: Owner,
     pub parent: u32,
     /// Dead but not yet reaped: its sockets are closed, it holds nothing.
@@ -37,7 +48,36 @@ pub fn live_owner(pid: u32) -> Option<Owner> {
     if pid <= 1 {
         return None;
     }
-    process(pid).filter(|p| !p.zombie).map(|p| p.owner)
+    let owner = process(pid).filter(|p| !p.zombie)?.owner;
+    Some(Owner {
+        pidfs: pidfs_inode(pid)?,
+        ..owner
+    })
+}
+
+/// The pidfs inode of `pid`'s process; `None` when it has gone, `Some(0)`
+/// when the kernel has no pidfd at all.
+fn pidfs_inode(pid: u32) -> Option<u64> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // (or -1), which is closed below; fstat only writes the struct passed.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+        if fd < 0 {
+            let error = std::io::Error::last_os_error().raw_os_error();
+            // ENOSYS: a kernel before 5.3; the start time decides alone.
+            return (error == Some(libc::ENOSYS)).then_some(0);
+        }
+        let fd = fd as libc::c_int;
+        let mut stat: libc::stat = std::mem::zeroed();
+        let inode = if libc::fstat(fd, &mut stat) == 0 {
+            stat.st_ino
+        } else {
+            0
+        };
+        libc::close(fd);
+        Some(inode)
+    }
 }
 
 /// Whether `owner` is still the process it was.
@@ -74,7 +114,11 @@ fn parse_stat(pid: u32, stat: &[u8]) -> Option<Process> {
     let parent = fields.next()?.parse().ok()?;
     let start = fields.nth(17)?.parse().ok()?;
     Some(Process {
-        owner: Owner { pid, start },
+        owner: Owner {
+            pid,
+            start,
+            pidfs: 0,
+        },
         parent,
         zombie: matches!(state, "Z" | "X" | "x"),
     })
@@ -100,7 +144,8 @@ mod tests {
             p.owner,
             Owner {
                 pid: 4242,
-                start: 987654
+                start: 987654,
+                pidfs: 0,
             }
         );
         assert_eq!(p.parent, 77);

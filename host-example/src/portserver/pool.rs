@@ -116,7 +116,11 @@ mod tests {
     fn the_walk_resumes_after_the_port_last_handed_out_and_wraps() {
         let mut pool = Pool::new(vec![10, 11, 12]);
         assert_eq!(pool.walk().collect::<Vec<_>>(), [0, 1, 2]);
-        let owner = Owner { pid: 5, start: 9 };
+        let owner = Owner {
+            pid: 5,
+            start: 9,
+            pidfs: 1,
+        };
         pool.hand_out(1, Holder::Owner(owner));
         assert_eq!(pool.walk().collect::<Vec<_>>(), [2, 0, 1]);
         pool.hand_out(2, Holder::Unknown);

@@ -10,7 +10,7 @@
 //! ```text
 //! port-host portserver state 1
 //! boot 3f6c…                      (/proc/sys/kernel/random/boot_id)
-//! 15000 4242 987654 1a2b3c4d      (port, pid, start time, checksum)
+//! 15000 4242 987654 1031 1a2b3c4d (port, pid, start time, pidfs inode, checksum)
 //! 15007 unknown 5e6f7a8b          (held by someone a damaged file named)
 //! end 2                           (how many port lines there are)
 //! ```
@@ -170,7 +170,8 @@ fn parse(bytes: &[u8], boot: &str) -> Parsed {
     parsed
 }
 
-/// `PORT PID START SUM` or `PORT unknown SUM`, with a checksum that matches.
+/// `PORT PID START PIDFS SUM` or `PORT unknown SUM`, with a checksum that
+/// matches.
 fn port_line(line: &str) -> Option<(u16, Holder)> {
     let (body, sum) = line.rsplit_once(' ')?;
     if format!("{:08x}", checksum(body)) != sum {
@@ -178,11 +179,12 @@ fn port_line(line: &str) -> Option<(u16, Holder)> {
     }
     let mut words = body.split(' ');
     let port: u16 = words.next()?.parse().ok().filter(|&p| p != 0)?;
-    let holder = match (words.next()?, words.next(), words.next()) {
-        ("unknown", None, None) => Holder::Unknown,
-        (pid, Some(start), None) => Holder::Owner(Owner {
+    let holder = match (words.next()?, words.next(), words.next(), words.next()) {
+        ("unknown", None, None, None) => Holder::Unknown,
+        (pid, Some(start), Some(pidfs), None) => Holder::Owner(Owner {
             pid: pid.parse().ok()?,
             start: start.parse().ok()?,
+            pidfs: pidfs.parse().ok()?,
         }),
         _ => return None,
     };
@@ -202,7 +204,9 @@ pub fn render(pool: &Pool, boot: &str) -> String {
     let mut count = 0;
     for (port, holder) in pool.held() {
         let body = match holder {
-            Holder::Owner(owner) => format!("{port} {} {}", owner.pid, owner.start),
+            Holder::Owner(owner) => {
+                format!("{port} {} {} {}", owner.pid, owner.start, owner.pidfs)
+            }
             Holder::Unknown => format!("{port} unknown"),
         };
         text.push_str(&format!("{body} {:08x}\n", checksum(&body)));
@@ -253,6 +257,7 @@ mod tests {
         Holder::Owner(Owner {
             pid,
             start: 100 + u64::from(pid),
+            pidfs: 7 * u64::from(pid),
         })
     }
 
@@ -264,7 +269,7 @@ mod tests {
         render(&pool, "boot-a")
     }
 
-    fn loaded(text: &str, boot: &str, accept: bool) -> Result<(Pool, Loaded), String> {
+    fn load_text(text: &str, boot: &str, accept: bool) -> Result<(Pool, Loaded), String> {
         let dir = std::env::temp_dir().join(format!("portserver-state-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{:08x}", checksum(text)));
@@ -276,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_written_state_loads_back_as_it_was() {
-        let (pool, loaded) = loaded(&saved(), "boot-a", false).unwrap();
+        let (pool, loaded) = load_text(&saved(), "boot-a", false).unwrap();
         assert_eq!(
             loaded,
             Loaded {
@@ -292,7 +297,7 @@ mod tests {
 
     #[test]
     fn owners_from_another_boot_are_gone_but_unknown_holders_stay() {
-        let (pool, loaded) = loaded(&saved(), "boot-b", false).unwrap();
+        let (pool, loaded) = load_text(&saved(), "boot-b", false).unwrap();
         assert_eq!((loaded.owned, loaded.unknown), (0, 1));
         assert_eq!(pool.holder(2), None);
     }
@@ -303,7 +308,7 @@ mod tests {
         let torn = &text[..text.len() - 8];
         let flipped = text.replace("15005 8", "15005 9");
         for damaged in [torn.to_owned(), flipped, "junk".into(), String::new()] {
-            let error = loaded(&damaged, "boot-a", false).unwrap_err();
+            let error = load_text(&damaged, "boot-a", false).unwrap_err();
             assert!(error.contains("is damaged ("), "{error}");
             assert!(error.contains("--accept-damaged-state"), "{error}");
         }
@@ -314,7 +319,7 @@ mod tests {
         // The line for 15005 is changed: everything between 15002 and 15008
         // (the good lines around it) may have been named by it.
         let flipped = saved().replace("15005 8", "15005 9");
-        let (pool, loaded) = loaded(&flipped, "boot-a", true).unwrap();
+        let (pool, loaded) = load_text(&flipped, "boot-a", true).unwrap();
         assert!(loaded.damage.is_some());
         assert_eq!(pool.holder(2), Some(owner(7)));
         for slot in 3..8 {
@@ -326,7 +331,7 @@ mod tests {
         // Torn after the 15002 line: every port above it may be held.
         let text = saved();
         let torn = &text[..text.find("15005").unwrap() + 3];
-        let (pool, _) = loaded(torn, "boot-a", true).unwrap();
+        let (pool, _) = load_text(torn, "boot-a", true).unwrap();
         assert_eq!(pool.holder(1), None);
         assert_eq!(pool.holder(2), Some(owner(7)));
         for slot in 3..10 {
@@ -334,7 +339,7 @@ mod tests {
         }
 
         // No header: nothing can be trusted, so every port is held.
-        let (pool, loaded) = loaded("junk", "boot-a", true).unwrap();
+        let (pool, loaded) = load_text("junk", "boot-a", true).unwrap();
         assert_eq!(loaded.unknown, pool.len());
     }
 }
