@@ -105,6 +105,16 @@ mod bench {
             );
         }
         let _ = std::fs::remove_file(shm);
+        // What one request's freeness check costs, alone, on one thread: the
+        // component's four wildcard binds through wasmtime-wasi, and the same
+        // four binds made natively.
+        let ports: Vec<u16> = (pool_start..pool_start + if quick { 500 } else { 5000 })
+            .map(|port| port as u16)
+            .collect();
+        let (component, native) = (component_checks(&ports), native_checks(&ports));
+        println!("one freeness check (TCP+UDP on 0.0.0.0 and [::]), sequential, one thread:");
+        println!("  in the component (is-free-on-wildcard): {component:>8.0} checks/s");
+        println!("  natively (std sockets):                 {native:>8.0} checks/s");
         let _ = std::fs::remove_file(disk);
     }
 
@@ -116,6 +126,51 @@ mod bench {
             "--state-file".into(),
             state.display().to_string(),
         ]
+    }
+
+    /// `is-free-on-wildcard` for each port, one session reused, as the
+    /// server checks.
+    fn component_checks(ports: &[u16]) -> f64 {
+        use port_host::{NetworkPolicy, PortBlock, PortUtilsPre, Stderr, StoreBounds};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let engine = port_host::engine(None).unwrap();
+            let component =
+                wasmtime::component::Component::new(&engine, port_host::COMPONENT).unwrap();
+            let linker = port_host::async_linker(&engine).unwrap();
+            let pre = PortUtilsPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+            let span = u32::from(ports[0])..u32::from(ports[ports.len() - 1]) + 1;
+            let policy = NetworkPolicy::wildcard_binds(PortBlock::new(span).unwrap());
+            let bounds = StoreBounds::default();
+            let (mut store, _) =
+                port_host::sandboxed_store(&engine, policy, Stderr::Capture, &bounds);
+            let utils = pre.instantiate_async(&mut store).await.unwrap();
+            let port_api = utils.hbutils_network_port();
+            let started = Instant::now();
+            for &port in ports {
+                let answer = port_api.call_is_free_on_wildcard(&mut store, port).await;
+                answer.unwrap().unwrap();
+            }
+            ports.len() as f64 / started.elapsed().as_secs_f64()
+        })
+    }
+
+    /// The same four binds with std's sockets (SO_REUSEADDR on the TCP ones,
+    /// as std and wasmtime set it).
+    fn native_checks(ports: &[u16]) -> f64 {
+        use std::net::{Ipv6Addr, TcpListener, UdpSocket};
+        let started = Instant::now();
+        for &port in ports {
+            let tcp6 = TcpListener::bind((Ipv6Addr::UNSPECIFIED, port));
+            let tcp4 = TcpListener::bind(("0.0.0.0", port));
+            let udp6 = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port));
+            let udp4 = UdpSocket::bind(("0.0.0.0", port));
+            let _ = (tcp6, tcp4, udp6, udp4);
+        }
+        ports.len() as f64 / started.elapsed().as_secs_f64()
     }
 
     struct Measured {

@@ -28,10 +28,19 @@ fn main() -> ExitCode {
         Err(error) => return fail(None, &cli::one_line(&error)),
     };
     let json = cli.command.sandbox().is_some_and(|sandbox| sandbox.json);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread does for a command's one session. The port server's
+    // connections (accept, read, peer credentials, reply) run beside its
+    // allocator instead.
+    #[cfg(target_os = "linux")]
+    let serving = matches!(cli.command, Command::Portserver(_));
+    #[cfg(not(target_os = "linux"))]
+    let serving = false;
+    let mut builder = if serving {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(None, &format!("cannot start the async runtime: {error}")),
     };
@@ -131,8 +140,6 @@ async fn run(command: Command) -> wasmtime::Result<ExitCode> {
     }
 }
 
-/// The server, on this process's one thread: the allocator is sequential
-/// anyway, and a second thread would only add wake-ups between them.
 #[cfg(target_os = "linux")]
 async fn portserver(options: cli::Portserver) -> ExitCode {
     use port_host::portserver::{self, Config};

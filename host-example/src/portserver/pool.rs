@@ -40,6 +40,8 @@ pub struct Pool {
     holders: Vec<Option<Holder>>,
     /// Where the next walk starts: just past the last port handed out.
     next: usize,
+    /// Slots whose holder changed since [`Pool::take_changed`] last ran.
+    changed: Vec<usize>,
 }
 
 impl Pool {
@@ -50,6 +52,7 @@ impl Pool {
             ports,
             holders,
             next: 0,
+            changed: Vec::new(),
         }
     }
 
@@ -79,12 +82,19 @@ impl Pool {
     /// Records `holder` for `slot`; the next walk starts after it.
     pub fn hand_out(&mut self, slot: usize, holder: Holder) {
         self.holders[slot] = Some(holder);
+        self.changed.push(slot);
         self.next = (slot + 1) % self.ports.len().max(1);
     }
 
     /// Sets the holder without moving the walk: for a loaded state.
     pub fn record(&mut self, slot: usize, holder: Option<Holder>) {
         self.holders[slot] = holder;
+        self.changed.push(slot);
+    }
+
+    /// The slots changed since the last call (a slot may repeat).
+    pub fn take_changed(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.changed)
     }
 
     /// Every held port, in port order.

@@ -123,7 +123,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
     // The loaded state is written back at once: a damaged file becomes a
     // clean one (its unknown holders kept), and an unwritable directory is
     // found now rather than at the first request.
-    state::write(&config.state_file, &state::render(&pool, &boot)).map_err(|e| {
+    let lines = state::Lines::new(&pool, &boot);
+    state::write(&config.state_file, &lines.text()).map_err(|e| {
         format!(
             "cannot write the state file {}: {e}",
             config.state_file.display()
@@ -142,7 +143,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let allocator = Allocator {
         pool,
         checker,
-        boot,
+        lines,
         state_file: config.state_file.clone(),
         stats: stats.clone(),
     };
@@ -309,7 +310,7 @@ async fn read_request(stream: &mut UnixStream) -> Option<Vec<u8>> {
 struct Allocator {
     pool: Pool,
     checker: Checker,
-    boot: String,
+    lines: state::Lines,
     state_file: std::path::PathBuf,
     stats: Arc<Stats>,
 }
@@ -345,7 +346,10 @@ impl Allocator {
     /// Writes the state off the async threads; false (and a warning) if it
     /// could not be written.
     async fn persist(&mut self) -> bool {
-        let text = state::render(&self.pool, &self.boot);
+        for slot in self.pool.take_changed() {
+            self.lines.update(&self.pool, slot);
+        }
+        let text = self.lines.text();
         let path = self.state_file.clone();
         let started = Instant::now();
         let written = tokio::task::spawn_blocking(move || state::write(&path, &text)).await;
@@ -354,9 +358,6 @@ impl Allocator {
             .state_write_micros
             .fetch_add(micros, Ordering::Relaxed);
         bump(&self.stats.batches);
-        self.stats
-            .ports_held
-            .store(self.pool.held().count() as u64, Ordering::Relaxed);
         match written {
             Ok(Ok(())) => true,
             Ok(Err(error)) => {
@@ -438,6 +439,9 @@ impl Allocator {
         let mut ports = Vec::with_capacity(count);
         let mut fds = Vec::new();
         for (slot, socket) in taken {
+            if self.pool.holder(slot).is_none() {
+                bump(&self.stats.ports_held);
+            }
             self.pool.hand_out(slot, Holder::Owner(owner));
             ports.push(self.pool.port(slot));
             fds.extend(socket);
@@ -466,6 +470,9 @@ impl Allocator {
         self.stats
             .released
             .fetch_add(slots.len() as u64, Ordering::Relaxed);
+        self.stats
+            .ports_held
+            .fetch_sub(slots.len() as u64, Ordering::Relaxed);
         Some((ports.to_vec(), Vec::new()))
     }
 }
