@@ -103,6 +103,12 @@ mod bench {
                 result.p99_ms,
                 result.errors
             );
+            // portserver.py's errors are its own; ours must answer everything.
+            assert!(
+                !name.starts_with("port-host") || result.errors == 0,
+                "{name} left {} requests unanswered",
+                result.errors
+            );
         }
         let _ = std::fs::remove_file(shm);
         // What one request's freeness check costs, alone, on one thread: the

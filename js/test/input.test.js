@@ -8,12 +8,14 @@ const ports = createInstance();
 test('port 0 is invalid-argument, in the component\'s words', () => {
   throwsCode(assert, () => ports.isFreePort(0), 'invalid-argument', /^port 0 is not a port; it asks the OS to pick one$/);
   throwsCode(assert, () => ports.probePort(0), 'invalid-argument', /port 0/);
+  throwsCode(assert, () => ports.isFreeOnWildcard(0), 'invalid-argument', /port 0/);
 });
 
 test('a port beyond 65535, negative or not an integer is invalid-argument, before the component', () => {
   for (const bad of [70000, 65536, -1, 1.5, NaN, Infinity, '8080', null, undefined, 8080n]) {
     throwsCode(assert, () => ports.isFreePort(bad), 'invalid-argument', /^a port is an integer from 1 to 65535, not /);
     throwsCode(assert, () => ports.probePort(bad), 'invalid-argument', /a port is an integer/);
+    throwsCode(assert, () => ports.isFreeOnWildcard(bad), 'invalid-argument', /a port is an integer/);
   }
   throwsCode(assert, () => ports.getFreePort([8000, 70000]), 'invalid-argument', /not 70000$/);
   throwsCode(assert, () => ports.getFreePort([8000, 1.5]), 'invalid-argument', /not 1.5$/);

@@ -194,6 +194,13 @@ test('network: false refuses every socket, and the component says access-denied'
   assert.equal(guest({ network: false }).bind(v4(start)), 'access-denied');
 });
 
+test('isFreeOnWildcard needs wildcard and UDP binds, which this policy never grants', async () => {
+  const start = await freeBlock(1);
+  for (const policy of [{}, { connect: true }, { block: { start, end: start + 1 } }, { network: false }]) {
+    throwsCode(assert, () => createInstance(policy).isFreeOnWildcard(start), 'access-denied');
+  }
+});
+
 test('two instances in one process keep to their own blocks', async () => {
   const start = await freeBlock(10);
   const a = createInstance({ block: { start, end: start + 5 } });

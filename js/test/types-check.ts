@@ -1,7 +1,7 @@
 // Compiled (never run) by test/types.test.js: the .d.ts files accept real use
 // and refuse misuse.
-import { createInstance, getFreePort, getFreePorts, isFreePort, PortError, probePort, reservePort,
-  reservePorts, wasiImports, type PortStatus, type Reservation } from 'hbutils-port';
+import { createInstance, getFreePort, getFreePorts, isFreeOnWildcard, isFreePort, PortError, probePort,
+  reservePort, reservePorts, wasiImports, type PortStatus, type Reservation } from 'hbutils-port';
 import { permits, networkPolicy } from 'hbutils-port/policy';
 
 const free: boolean = isFreePort(8080);
@@ -9,6 +9,7 @@ const port: number = getFreePort({ start: 8000, end: 8100 });
 const other: number = getFreePort([8000, 8080], { strict: false });
 const several: number[] = getFreePorts(3, { start: 8000, end: 8100, step: 2 });
 const status: PortStatus = probePort(8080);
+const wildcard: boolean = isFreeOnWildcard(8080);
 const held: Reservation = reservePort();
 const n: number = held.port;
 const socket = held.takeSocket();
@@ -20,7 +21,7 @@ tenant.getFreePort(null, { strict: true });
 const imports: Record<string, unknown> = wasiImports({ network: false });
 permits(networkPolicy(), { tag: 'ipv4', val: { port: 1, address: [127, 0, 0, 1] } }, 'tcp-bind');
 try { isFreePort(0); } catch (e) { if (e instanceof PortError) { const c: string = e.code; void c; } }
-void [free, port, other, several, status, n, imports];
+void [free, port, other, several, status, wildcard, n, imports];
 
 // @ts-expect-error a port is a number
 isFreePort('8080');
