@@ -6,13 +6,13 @@
 //! lets the connections reply. One write covers a whole batch, so the cost
 //! of durability is shared by everyone waiting rather than paid per request.
 
-use super::check::Checker;
+use super::check::Checkers;
 use super::owner::{self, Owner};
 use super::pool::{Holder, Pool};
 use super::protocol::{self, Request};
 use super::{Address, Config, fdpass, state};
 use crate::PortBlock;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
@@ -30,6 +30,10 @@ const CONNECTIONS: usize = 512;
 
 /// The most requests one state write covers.
 const BATCH: usize = 1024;
+
+/// The most ports checked at once: a batch's worth, spread over the
+/// checkers.
+const CHECKS_AT_ONCE: usize = 256;
 
 /// What the server counts; printed on SIGUSR1 and at exit.
 #[derive(Debug, Default)]
@@ -119,7 +123,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
         _ => return Err("the pool holds no port".into()),
     };
     let span = PortBlock::new(u32::from(low)..u32::from(high) + 1).map_err(|e| e.to_string())?;
-    let checker = Checker::new(span).map_err(|e| format!("the component does not load: {e:#}"))?;
+    // A checker per core: the check is most of a request's work.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let checkers =
+        Checkers::start(span, cores).map_err(|e| format!("the component does not load: {e:#}"))?;
     // The loaded state is written back at once: a damaged file becomes a
     // clean one (its unknown holders kept), and an unwritable directory is
     // found now rather than at the first request.
@@ -142,7 +149,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let (jobs, queue) = mpsc::channel(BATCH * 4);
     let allocator = Allocator {
         pool,
-        checker,
+        checkers,
         lines,
         state_file: config.state_file.clone(),
         stats: stats.clone(),
@@ -307,9 +314,30 @@ async fn read_request(stream: &mut UnixStream) -> Option<Vec<u8>> {
     }
 }
 
+/// Where a batch's ports come from: one walk of the pool, and the slots
+/// already checked free on it.
+struct Supply {
+    walk: Box<dyn Iterator<Item = usize> + Send>,
+    free: VecDeque<usize>,
+    /// Ports the batch's requests still ask for.
+    wanted: usize,
+    /// Whether each earlier holder met on the walk still lives.
+    alive: HashMap<Owner, bool>,
+    checked: u64,
+}
+
+/// How many ports a take request asks for (0 for a release).
+fn ports_wanted(request: &Request) -> usize {
+    match request {
+        Request::Legacy { .. } => 1,
+        Request::Get { count, .. } | Request::Socket { count, .. } => *count,
+        Request::Release { .. } => 0,
+    }
+}
+
 struct Allocator {
     pool: Pool,
-    checker: Checker,
+    checkers: Checkers,
     lines: state::Lines,
     state_file: std::path::PathBuf,
     stats: Arc<Stats>,
@@ -319,14 +347,7 @@ impl Allocator {
     async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         let mut batch = Vec::with_capacity(BATCH);
         while queue.recv_many(&mut batch, BATCH).await > 0 {
-            let mut alive = HashMap::new();
-            let answers: Vec<Answer> = {
-                let mut answers = Vec::with_capacity(batch.len());
-                for job in &batch {
-                    answers.push(self.answer(&job.request, &mut alive).await);
-                }
-                answers
-            };
+            let answers = self.answer_batch(&batch).await;
             let changed = answers.iter().any(Option::is_some);
             if changed && !self.persist().await {
                 // Nothing is promised that the state does not record: every
@@ -341,6 +362,46 @@ impl Allocator {
                 let _ = job.reply.send(answer);
             }
         }
+    }
+
+    /// Answers a batch in the order it came. Its ports are checked ahead,
+    /// as many as it asks for at once, on every checker.
+    async fn answer_batch(&mut self, batch: &[Job]) -> Vec<Answer> {
+        // portserver.py's rule: pids <= 0, init and dead pids get nothing.
+        let owners: Vec<Option<Owner>> = batch
+            .iter()
+            .map(|job| owner::live_owner(job.request.pid()))
+            .collect();
+        let wanted = batch
+            .iter()
+            .zip(&owners)
+            .filter(|(_, owner)| owner.is_some())
+            .map(|(job, _)| ports_wanted(&job.request))
+            .sum();
+        let mut supply = Supply {
+            walk: Box::new(self.pool.walk()),
+            free: VecDeque::new(),
+            wanted,
+            alive: HashMap::new(),
+            checked: 0,
+        };
+        let mut answers = Vec::with_capacity(batch.len());
+        for (job, owner) in batch.iter().zip(owners) {
+            let answer = match (owner, &job.request) {
+                (None, _) => None,
+                (Some(owner), Request::Release { ports, .. }) => self.release(owner, ports),
+                (Some(owner), request) => {
+                    let sockets = matches!(request, Request::Socket { .. });
+                    self.take(owner, ports_wanted(request), sockets, &mut supply)
+                        .await
+                }
+            };
+            answers.push(answer);
+        }
+        self.stats
+            .ports_checked_for_last_request
+            .store(supply.checked, Ordering::Relaxed);
+        answers
     }
 
     /// Writes the state off the async threads; false (and a warning) if it
@@ -374,15 +435,39 @@ impl Allocator {
         }
     }
 
-    async fn answer(&mut self, request: &Request, alive: &mut HashMap<Owner, bool>) -> Answer {
-        // portserver.py's rule: pids <= 0, init and dead pids get nothing.
-        let owner = owner::live_owner(request.pid())?;
-        match request {
-            Request::Legacy { .. } => self.take(owner, 1, false, alive).await,
-            Request::Get { count, .. } => self.take(owner, *count, false, alive).await,
-            Request::Socket { count, .. } => self.take(owner, *count, true, alive).await,
-            Request::Release { ports, .. } => self.release(owner, ports),
+    /// The next slot that is the pool's to give and checked free, checking
+    /// as many at once as the batch still wants.
+    async fn next_free(&mut self, supply: &mut Supply) -> Option<usize> {
+        if supply.free.is_empty() {
+            let chunk = supply.wanted.clamp(1, CHECKS_AT_ONCE);
+            let mut slots = Vec::with_capacity(chunk);
+            while slots.len() < chunk {
+                let Some(slot) = supply.walk.next() else {
+                    break;
+                };
+                let reclaimable = match self.pool.holder(slot) {
+                    None => true,
+                    Some(Holder::Unknown) => false,
+                    Some(Holder::Owner(holder)) => !*supply
+                        .alive
+                        .entry(holder)
+                        .or_insert_with(|| owner::alive(holder)),
+                };
+                if reclaimable {
+                    slots.push(slot);
+                }
+            }
+            let ports: Vec<u16> = slots.iter().map(|&slot| self.pool.port(slot)).collect();
+            supply.checked += ports.len() as u64;
+            for (slot, answer) in slots.into_iter().zip(self.checkers.check(&ports).await) {
+                match answer {
+                    Ok(true) => supply.free.push_back(slot),
+                    Ok(false) => {}
+                    Err(error) => eprintln!("warning: {error:#}"),
+                }
+            }
         }
+        supply.free.pop_front()
     }
 
     /// `count` ports for `owner`, all or none; with `sockets`, each with a
@@ -392,33 +477,15 @@ impl Allocator {
         owner: Owner,
         count: usize,
         sockets: bool,
-        alive: &mut HashMap<Owner, bool>,
+        supply: &mut Supply,
     ) -> Answer {
         let mut taken: Vec<(usize, Option<OwnedFd>)> = Vec::with_capacity(count);
-        let mut checked = 0;
-        for slot in self.pool.walk() {
-            let reclaimable = match self.pool.holder(slot) {
-                None => true,
-                Some(Holder::Unknown) => false,
-                Some(Holder::Owner(holder)) => {
-                    !*alive.entry(holder).or_insert_with(|| owner::alive(holder))
-                }
+        while taken.len() < count {
+            let Some(slot) = self.next_free(supply).await else {
+                break;
             };
-            if !reclaimable {
-                continue;
-            }
-            checked += 1;
-            let port = self.pool.port(slot);
-            match self.checker.is_free(port).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(error) => {
-                    eprintln!("warning: {error:#}");
-                    continue;
-                }
-            }
             let socket = if sockets {
-                match listen(port) {
+                match listen(self.pool.port(slot)) {
                     Ok(socket) => Some(socket),
                     Err(_) => continue,
                 }
@@ -426,14 +493,13 @@ impl Allocator {
                 None
             };
             taken.push((slot, socket));
-            if taken.len() == count {
-                break;
-            }
         }
-        self.stats
-            .ports_checked_for_last_request
-            .store(checked, Ordering::Relaxed);
+        supply.wanted = supply.wanted.saturating_sub(count);
         if taken.len() < count {
+            // All or none: what this request found free is the next one's.
+            for (slot, _) in taken.into_iter().rev() {
+                supply.free.push_front(slot);
+            }
             return None;
         }
         let mut ports = Vec::with_capacity(count);
