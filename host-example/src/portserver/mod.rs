@@ -52,6 +52,7 @@ mod owner;
 mod pool;
 mod protocol;
 mod server;
+mod signals;
 mod state;
 
 use std::fmt;

@@ -10,6 +10,7 @@ use super::check::Checkers;
 use super::owner::{self, Owner};
 use super::pool::{Holder, Pool};
 use super::protocol::{self, Request};
+use super::signals::{Signal, Signals};
 use super::{Address, Config, fdpass, state};
 use crate::PortBlock;
 use std::collections::{HashMap, VecDeque};
@@ -21,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Connections served at once; the rest wait in the listen backlog, so a
@@ -156,12 +156,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     };
     tokio::spawn(allocator.run(queue));
 
-    let signals = |kind| signal(kind).map_err(|e| format!("cannot handle signals: {e}"));
-    let (mut usr1, mut term, mut int) = (
-        signals(SignalKind::user_defined1())?,
-        signals(SignalKind::terminate())?,
-        signals(SignalKind::interrupt())?,
-    );
+    let signals = Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
     println!(
         "portserver: serving {} ports ({}) at {}",
         stats.ports_managed.load(Ordering::Relaxed),
@@ -173,16 +168,21 @@ pub async fn serve(config: Config) -> Result<(), String> {
         // Biased: a signal that came before a connection is seen first.
         tokio::select! {
             biased;
-            _ = usr1.recv() => eprintln!("portserver statistics:\n{stats}"),
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            signal = signals.next() => match signal {
+                Signal::Statistics => eprintln!("portserver statistics:\n{stats}"),
+                Signal::Stop => break,
+            },
             permit = permits.clone().acquire_owned() => {
                 let Ok(permit) = permit else { break };
                 let stream = tokio::select! {
                     biased;
-                    _ = usr1.recv() => { eprintln!("portserver statistics:\n{stats}"); continue }
-                    _ = term.recv() => break,
-                    _ = int.recv() => break,
+                    signal = signals.next() => match signal {
+                        Signal::Statistics => {
+                            eprintln!("portserver statistics:\n{stats}");
+                            continue;
+                        }
+                        Signal::Stop => break,
+                    },
                     accepted = listener.accept() => accepted,
                 };
                 match stream {

@@ -61,15 +61,15 @@ pub fn load(
         }
     };
     let parsed = parse(&text, boot);
-    if let Some(damage) = &parsed.damage {
-        if !accept_damage {
-            return Err(format!(
-                "the state file {} is damaged ({damage}): it may record ports that live \
+    if let Some(damage) = &parsed.damage
+        && !accept_damage
+    {
+        return Err(format!(
+            "the state file {} is damaged ({damage}): it may record ports that live \
                  processes hold. Start with --accept-damaged-state to start anyway, holding \
                  every port the damage may hide, or remove the file when no client is running",
-                path.display()
-            ));
-        }
+            path.display()
+        ));
     }
     let mut loaded = Loaded {
         damage: parsed.damage,
