@@ -15,7 +15,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 /// grants bind, listen and accept, which is all the port component needs;
 /// `connect` and a [`PortBlock`] are chosen per tenant. The one exception is
 /// [`NetworkPolicy::wildcard_binds`], the port server's check: TCP and UDP
-/// binds on 0.0.0.0 and [::], on its pool's ports, and nothing else.
+/// binds on `0.0.0.0` and `[::]`, on its pool's ports, and nothing else.
 ///
 /// ```
 /// use port_host::{NetworkPolicy, PortBlock};
@@ -95,7 +95,7 @@ impl NetworkPolicy {
     }
 
     /// The port server's check (`is-free-on-wildcard`) on `pool`'s ports and
-    /// nothing more: TCP bind and listen and UDP bind on 0.0.0.0 and [::],
+    /// nothing more: TCP bind and listen and UDP bind on `0.0.0.0` and `[::]`,
     /// never on another address, never port 0 or a port outside `pool`; no
     /// accept, connect, send or receive. [`NetworkPolicy::with_connect`]
     /// adds nothing to it, and [`NetworkPolicy::confined_to`] replaces the pool.

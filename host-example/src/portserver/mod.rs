@@ -35,7 +35,7 @@
 //! process is known by its pid and its start time (/proc/PID/stat), so a pid
 //! the kernel reuses does not inherit the port. The connecting process's
 //! pid (SO_PEERCRED) must be the pid it sends or an ancestor of it. Before a
-//! port is handed out it is checked free for TCP and UDP on 0.0.0.0 and [::]
+//! port is handed out it is checked free for TCP and UDP on `0.0.0.0` and `[::]`
 //! by the component (`is-free-on-wildcard`), in a sandbox that may make those
 //! binds on the pool's ports and nothing else.
 //!

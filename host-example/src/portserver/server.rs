@@ -543,7 +543,7 @@ impl Allocator {
     }
 }
 
-/// A TCP socket listening on `port` on every address: [::] dual-stack where
+/// A TCP socket listening on `port` on every address: `[::]` dual-stack where
 /// the host has IPv6, 0.0.0.0 where it has not.
 fn listen(port: u16) -> std::io::Result<OwnedFd> {
     let no_ipv6 = |error: &std::io::Error| {
