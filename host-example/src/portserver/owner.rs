@@ -10,6 +10,7 @@
 //! and (pid, start time) decides alone.
 
 use std::fs;
+use std::io::Read;
 
 /// A process as the pool records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,7 +39,13 @@ pub fn process(pid: u32) -> Option<Process> {
     if pid == 0 {
         return None;
     }
-    parse_stat(pid, &fs::read(format!("/proc/{pid}/stat")).ok()?)
+    // One read into a buffer: the line is a few hundred bytes (COMM is at
+    // most 64), and fs::read would add a statx and a second read to a call
+    // made for every request.
+    let mut file = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buffer = [0u8; 1024];
+    let read = file.read(&mut buffer).ok()?;
+    parse_stat(pid, &buffer[..read])
 }
 
 /// The owner, if `pid` names a live process that may hold ports: not pid 0,
