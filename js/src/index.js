@@ -211,7 +211,8 @@ const MAKE = Symbol('make');
 /**
  * One instance of the component, with its own policy (see wasiImports):
  * `{ block: { start, end }, connect: true, network: false }`, all optional;
- * the default is loopback TCP, any port, no connect.
+ * the default is loopback TCP, any port, no connect. `{ wildcard: true,
+ * block }` is the port server's check (isFreeOnWildcard) and nothing else.
  */
 export function createInstance(policy = {}) {
   const checked = networkPolicy(policy);
@@ -276,7 +277,8 @@ export const reservePorts = (count, ports, options) => instance().reservePorts(c
 export const probePort = (port) => instance().probePort(port);
 /**
  * Whether `port` is free for TCP and UDP on 0.0.0.0 and [::] (a port
- * server's check). The policy must grant those binds: under the default
- * one, access-denied.
+ * server's check). It needs an instance with a wildcard policy
+ * (`createInstance({ wildcard: true, block })`); under the default one it
+ * is access-denied.
  */
 export const isFreeOnWildcard = (port) => instance().isFreeOnWildcard(port);

@@ -8,6 +8,11 @@ export interface PolicyOptions {
   connect?: boolean;
   /** Only these ports, start..end (end exclusive, at most 65536); port 0 refused. */
   block?: { start: number; end: number } | null;
+  /**
+   * The port server's check (isFreeOnWildcard) and nothing else: TCP bind and
+   * listen and UDP bind on 0.0.0.0 and [::], in the block (required). Default false.
+   */
+  wildcard?: boolean;
 }
 
 /** A checked policy, as networkPolicy returns it. */
@@ -15,6 +20,7 @@ export interface NetworkPolicy {
   readonly tcp: boolean;
   readonly connect: boolean;
   readonly block: { readonly start: number; readonly end: number } | null;
+  readonly wildcard: boolean;
 }
 
 export type SocketUse =
@@ -36,6 +42,8 @@ export function permits(policy: NetworkPolicy, addr: IpSocketAddress, use: Socke
  * The WASI import object for any component transpiled with
  * `jco transpile --instantiation`, granting this policy and nothing more:
  * TCP on 127.0.0.0/8 and ::1, no UDP, no name lookup, connect only when
- * granted, nothing outside the block. No files, environment or arguments.
+ * granted, nothing outside the block (a wildcard policy: TCP and UDP binds
+ * on 0.0.0.0 and [::] in its block, nothing else). No files, environment or
+ * arguments.
  */
 export function wasiImports(policy?: PolicyOptions | NetworkPolicy): Record<string, unknown>;

@@ -8,6 +8,8 @@ import {
   createSockets,
   tcp as shimTcp,
   tcpCreateSocket as shimTcpCreateSocket,
+  udp as shimUdp,
+  udpCreateSocket as shimUdpCreateSocket,
 } from '@bytecodealliance/preview2-shim/sockets';
 
 /** Why a policy could not be made: thrown for a bad `block` or option. */
@@ -22,8 +24,10 @@ export class PolicyError extends Error {
 const checked = new WeakSet();
 
 /**
- * A checked policy: `{ tcp, connect, block }`, `block` being `{ start, end }`
- * (end exclusive) or null. Accepts `{ network: false }` for no sockets at all.
+ * A checked policy: `{ tcp, connect, block, wildcard }`, `block` being
+ * `{ start, end }` (end exclusive) or null. Accepts `{ network: false }` for
+ * no sockets at all, and `{ wildcard: true, block }` for the port server's
+ * check: TCP and UDP binds on 0.0.0.0 and [::] in the block, nothing else.
  */
 export function networkPolicy(options = {}) {
   if (checked.has(options)) {
@@ -33,20 +37,26 @@ export function networkPolicy(options = {}) {
     throw new PolicyError(`a policy is an object such as { block: { start: 20000, end: 20100 } }, not ${String(options)}`);
   }
   for (const key of Object.keys(options)) {
-    if (!['network', 'connect', 'block'].includes(key)) {
-      throw new PolicyError(`unknown policy option "${key}" (known: network, connect, block)`);
+    if (!['network', 'connect', 'block', 'wildcard'].includes(key)) {
+      throw new PolicyError(`unknown policy option "${key}" (known: network, connect, block, wildcard)`);
     }
   }
-  for (const key of ['network', 'connect']) {
+  for (const key of ['network', 'connect', 'wildcard']) {
     if (options[key] !== undefined && typeof options[key] !== 'boolean') {
       throw new PolicyError(`the policy option "${key}" must be true or false, not ${String(options[key])}`);
     }
   }
   const tcp = options.network !== false;
+  const wildcard = tcp && options.wildcard === true;
+  if (wildcard && options.block == null) {
+    throw new PolicyError('a wildcard policy needs a block: the ports it may bind');
+  }
   const policy = Object.freeze({
     tcp,
-    connect: tcp && options.connect === true,
+    // Connect means nothing to a wildcard policy, as in the Rust host.
+    connect: tcp && !wildcard && options.connect === true,
     block: options.block == null ? null : portBlock(options.block),
+    wildcard,
   });
   checked.add(policy);
   return policy;
@@ -90,6 +100,11 @@ export function permits(policy, addr, use) {
   const inBlock = (port) => policy.block === null || (port >= policy.block.start && port < policy.block.end);
   const loopback = isLoopback(addr);
   const port = addr.val.port;
+  if (policy.wildcard) {
+    // The port server's check: binds (and TCP listen) on the wildcard, in
+    // the block (which never holds port 0), and nothing else.
+    return ['tcp-bind', 'tcp-listen', 'udp-bind'].includes(use) && isUnspecified(addr) && inBlock(port);
+  }
   switch (use) {
     case 'tcp-bind': {
       // wasmtime-wasi asks for exactly this before a connect on an unbound
@@ -205,10 +220,80 @@ function policedTcp(policy) {
   return TcpSocket;
 }
 
+const PLAIN_UDP = [
+  'finishBind', 'localAddress', 'remoteAddress', 'addressFamily', 'unicastHopLimit', 'setUnicastHopLimit',
+  'receiveBufferSize', 'setReceiveBufferSize', 'sendBufferSize', 'setSendBufferSize', 'subscribe',
+];
+
+// A UDP socket that may only bind where the policy says, and never send or
+// receive: all a wildcard check needs.
+function policedUdp(policy) {
+  class UdpSocket {
+    #inner;
+
+    static {
+      for (const name of PLAIN_UDP) {
+        Object.defineProperty(UdpSocket.prototype, name, {
+          value: function (...args) {
+            return this.#inner[name](...args);
+          },
+          writable: true,
+          configurable: true,
+        });
+      }
+    }
+
+    constructor(token, inner) {
+      if (token !== MAKE) {
+        throw new TypeError('UdpSocket has no public constructor');
+      }
+      this.#inner = inner;
+    }
+
+    startBind(network, localAddress) {
+      if (!permits(policy, localAddress, 'udp-bind')) {
+        throw 'access-denied';
+      }
+      this.#inner.startBind(network, localAddress);
+    }
+
+    stream() {
+      throw 'access-denied';
+    }
+
+    [Symbol.dispose]() {
+      this.#inner[Symbol.dispose]();
+    }
+  }
+  return UdpSocket;
+}
+
+function udpImports(policy) {
+  if (!policy.wildcard) {
+    return {
+      udpCreateSocket: {
+        createUdpSocket() {
+          throw 'access-denied';
+        },
+      },
+    };
+  }
+  const UdpSocket = policedUdp(policy);
+  return {
+    udp: { ...shimUdp, UdpSocket },
+    udpCreateSocket: {
+      createUdpSocket(family) {
+        return new UdpSocket(MAKE, shimUdpCreateSocket.createUdpSocket(family));
+      },
+    },
+  };
+}
+
 /**
  * The WASI import object for any jco-transpiled component (jco transpile
  * --instantiation), granting `policy` and nothing more: TCP on 127.0.0.0/8
- * and ::1 only, no UDP, no name lookup, connect only when granted, every
+ * and ::1 only (or, for a wildcard policy, TCP and UDP binds on 0.0.0.0
+ * and [::] in its block), no UDP otherwise, no name lookup, connect only when granted, every
  * bind, listen and connect outside `block` refused (port 0 included).
  * No files, environment or arguments either; stderr is inherited.
  */
@@ -233,11 +318,7 @@ export function wasiImports(options = {}) {
           throw 'permanent-resolver-failure';
         },
       },
-      udpCreateSocket: {
-        createUdpSocket() {
-          throw 'access-denied';
-        },
-      },
+      ...udpImports(policy),
     },
     tcpSockets: { tcp: { ...shimTcp, TcpSocket }, tcpCreateSocket },
     sandbox: { preopens: {}, env: {}, args: [] },

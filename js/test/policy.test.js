@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import net from 'node:net';
 import { test } from 'node:test';
 import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
-import { createInstance, networkPolicy, permits, wasiImports } from '../src/index.js';
+import { createInstance, networkPolicy, permits, PolicyError, wasiImports } from '../src/index.js';
 import { canListen, close, freeBlock, listen, portOf, skipWithoutIpv6, throwsCode } from './helpers.js';
 
 const v4 = (port, address = [127, 0, 0, 1]) => ({ tag: 'ipv4', val: { port, address } });
@@ -194,9 +196,44 @@ test('network: false refuses every socket, and the component says access-denied'
   assert.equal(guest({ network: false }).bind(v4(start)), 'access-denied');
 });
 
-test('isFreeOnWildcard needs wildcard and UDP binds, which this policy never grants', async () => {
-  const start = await freeBlock(1);
-  for (const policy of [{}, { connect: true }, { block: { start, end: start + 1 } }, { network: false }]) {
+test('a wildcard policy grants TCP and UDP binds on the wildcard in its block, and nothing else', () => {
+  const wildcard = networkPolicy({ wildcard: true, connect: true, block: { start: 20000, end: 20100 } });
+  assert.equal(wildcard.connect, false);
+  for (const use of ['tcp-bind', 'tcp-listen', 'udp-bind']) {
+    assert.ok(permits(wildcard, v4(20000, ANY4), use), use);
+    assert.ok(permits(wildcard, v6(20099, ANY6), use), use);
+  }
+  for (const use of ['tcp-accept', 'tcp-connect', 'udp-send', 'udp-receive']) {
+    assert.ok(!permits(wildcard, v4(20000, ANY4), use), use);
+  }
+  for (const addr of [v4(0, ANY4), v6(0, ANY6), v4(19999, ANY4), v4(20100, ANY4), v4(20000), v6(20000)]) {
+    for (const use of ['tcp-bind', 'tcp-listen', 'udp-bind']) {
+      assert.ok(!permits(wildcard, addr, use), `${addr.val.port} ${use}`);
+    }
+  }
+  assert.throws(() => networkPolicy({ wildcard: true }), PolicyError);
+});
+
+test('isFreeOnWildcard: free, held by UDP or TCP, outside the block, and denied without the wildcard policy', async () => {
+  const start = await freeBlock(3);
+  const block = { start, end: start + 3 };
+  const wildcard = createInstance({ wildcard: true, block });
+  assert.equal(wildcard.isFreeOnWildcard(start), true);
+  const udp = dgram.createSocket('udp4');
+  await new Promise((resolve) => udp.bind(start + 1, '0.0.0.0', resolve));
+  const tcp = net.createServer();
+  await new Promise((resolve) => tcp.listen(start + 2, '127.0.0.1', resolve));
+  try {
+    assert.equal(wildcard.isFreeOnWildcard(start + 1), false);
+    assert.equal(wildcard.isFreeOnWildcard(start + 2), false);
+  } finally {
+    udp.close();
+    await new Promise((resolve) => tcp.close(resolve));
+  }
+  throwsCode(assert, () => wildcard.isFreeOnWildcard(start + 3), 'access-denied');
+  // No loopback under it: the other calls are refused.
+  throwsCode(assert, () => wildcard.isFreePort(start), 'access-denied');
+  for (const policy of [{}, { connect: true }, { block }, { network: false }]) {
     throwsCode(assert, () => createInstance(policy).isFreeOnWildcard(start), 'access-denied');
   }
 });

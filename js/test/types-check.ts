@@ -17,11 +17,12 @@ socket.isListening();
 held[Symbol.dispose]();
 for (const r of reservePorts(2)) r.release();
 const tenant = createInstance({ block: { start: 20000, end: 20100 }, connect: false });
+const checker: boolean = createInstance({ wildcard: true, block: { start: 20000, end: 20100 } }).isFreeOnWildcard(20000);
 tenant.getFreePort(null, { strict: true });
 const imports: Record<string, unknown> = wasiImports({ network: false });
 permits(networkPolicy(), { tag: 'ipv4', val: { port: 1, address: [127, 0, 0, 1] } }, 'tcp-bind');
 try { isFreePort(0); } catch (e) { if (e instanceof PortError) { const c: string = e.code; void c; } }
-void [free, port, other, several, status, wildcard, n, imports];
+void [free, port, other, several, status, wildcard, checker, n, imports];
 
 // @ts-expect-error a port is a number
 isFreePort('8080');
