@@ -18,8 +18,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/engine_config.rs");
     let wasm = fs::read(COMPONENT).unwrap_or_else(|e| fail(&format!("reading {COMPONENT}: {e}")));
 
-    let mut config = engine_config::engine_config(None)
-        .unwrap_or_else(|e| fail(&format!("engine settings: {e}")));
+    let mut config = engine_config::engine_config();
     if let (Ok(host), Ok(target)) = (env::var("HOST"), env::var("TARGET"))
         && host != target
     {

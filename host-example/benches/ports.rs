@@ -211,13 +211,9 @@ fn benches(c: &mut Criterion) {
     // A reservation's cost as an instance fills a range: the 1st (nothing
     // held) against the 1,000th (999 held by the same instance, all ahead of
     // it in the range). Each iteration reserves, releases and drops one.
-    let roomy = PortHost::embedded(Limits {
-        store: StoreBounds {
-            resources: 2_000,
-            ..StoreBounds::default()
-        },
-        ..Limits::default()
-    })
+    let roomy = PortHost::embedded(
+        Limits::default().with_store(StoreBounds::default().with_resources(2_000)),
+    )
     .unwrap();
     // Two blocks, so that neither instance walks into the other's ports.
     let thousand = || {
@@ -262,14 +258,8 @@ fn benches(c: &mut Criterion) {
         filled.drop_reservation(held).unwrap();
     }
 
-    let pooled = PortHost::pooled(
-        Pooling {
-            stores: 16,
-            per_store: StoreBounds::default(),
-        },
-        Limits::default(),
-    )
-    .unwrap();
+    let pooled =
+        PortHost::pooled(Pooling::new(16, StoreBounds::default()), Limits::default()).unwrap();
     let mut group = c.benchmark_group("fresh store and instance per call");
     for (name, host) in [
         ("component", &host),

@@ -29,14 +29,10 @@ const BLOCK: u16 = 10;
 async fn main() -> wasmtime::Result<ExitCode> {
     // Bounds for every tenant: a small quota, a short deadline, and room for
     // all sessions at once (tenants plus the hostile one's two).
-    let limits = Limits {
-        sessions: usize::from(TENANTS) + 2,
-        call_timeout: Duration::from_secs(1),
-        store: StoreBounds {
-            resources: 100,
-            ..StoreBounds::default()
-        },
-    };
+    let limits = Limits::default()
+        .with_sessions(usize::from(TENANTS) + 2)
+        .with_call_timeout(Duration::from_secs(1))
+        .with_store(StoreBounds::default().with_resources(100));
     // One engine; the component compiled once; a session per tenant.
     let host = Arc::new(PortHost::embedded(limits)?);
     let hostile_wasm = std::fs::read(test_guests::ESCAPE_GUEST)?;

@@ -181,16 +181,9 @@ fn ladder(allocator: Allocator) -> ExitCode {
 async fn run(n: usize, allocator: Allocator) -> wasmtime::Result<bool> {
     // Every bound a hostile tenant meets stays at its default but the
     // live resources; the pool's slots are sized by the very same bounds.
-    let store = StoreBounds {
-        resources: RESOURCES,
-        ..StoreBounds::default()
-    };
-    let limits = Limits {
-        // The tenants, and the session that warms the host up.
-        sessions: n + 1,
-        store,
-        ..Limits::default()
-    };
+    let store = StoreBounds::default().with_resources(RESOURCES);
+    // The tenants, and the session that warms the host up.
+    let limits = Limits::default().with_sessions(n + 1).with_store(store);
     println!(
         "{n} tenants, one engine, {} allocator; per store: {} live resources, {} MiB, \
          {} instances, {} memories, {} tables",
@@ -209,13 +202,9 @@ async fn run(n: usize, allocator: Allocator) -> wasmtime::Result<bool> {
     let blocks = free_blocks(n)?;
     let made = Instant::now();
     let host = Arc::new(match allocator {
-        Allocator::Pooled => PortHost::pooled(
-            Pooling {
-                stores: u32::try_from(limits.sessions)?,
-                per_store: store,
-            },
-            limits,
-        )?,
+        Allocator::Pooled => {
+            PortHost::pooled(Pooling::new(u32::try_from(limits.sessions)?, store), limits)?
+        }
         Allocator::OnDemand => PortHost::embedded(limits)?,
     });
     println!(

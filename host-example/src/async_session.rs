@@ -9,17 +9,19 @@
 //! socket the guest held) and its place among the host's sessions are freed
 //! at once, and each later call says why it ended.
 
+use crate::admission::Admission;
+use crate::bindings::PortUtilsPre;
 use crate::bindings::exports::hbutils::network::port::Guest;
-use crate::error::{ForeignHandle, SessionEnded};
-use crate::host::Admission;
+use crate::capture::StderrCapture;
+use crate::deadline::within;
+use crate::error::{ForeignHandle, SessionEnded, explain};
 use crate::limits::Limits;
-use crate::sandbox::{self, State};
-use crate::{Candidates, ErrorCode, PortStatus, ReservationError};
+use crate::store::{State, Stderr, sandboxed_store};
+use crate::{Candidates, ErrorCode, NetworkPolicy, PortStatus, ReservationError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::{Resource, ResourceAny};
-use wasmtime::{Result, Store};
+use wasmtime::{Engine, Result, Store};
 use wasmtime_wasi::p2::bindings::sockets::tcp::TcpSocket;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 /// A port held by a session's instance. It is freed by the session's
 /// `release` or `drop_reservation`, or when the session ends; a `Reservation`
@@ -28,6 +30,16 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 #[derive(Debug)]
 pub struct Reservation {
     handle: ResourceAny,
+    session: SessionId,
+}
+
+/// The listening socket of a reservation, handed over by `take_socket`: it
+/// lives in its session's resource table, and holds the port until it is
+/// closed with that session's `close_socket` or the session ends. Like a
+/// [`Reservation`], it is refused by any other session.
+#[derive(Debug)]
+pub struct TakenSocket {
+    socket: Resource<TcpSocket>,
     session: SessionId,
 }
 
@@ -49,7 +61,7 @@ pub struct AsyncSession {
     id: SessionId,
     phase: Phase,
     limits: Limits,
-    stderr: Option<MemoryOutputPipe>,
+    stderr: Option<StderrCapture>,
 }
 
 // One per session, never moved in bulk: boxing `Live` would only add an
@@ -64,11 +76,11 @@ enum Phase {
 
 /// What an ended session gives back at once: the store (with every socket
 /// its guest held) and the session's place among the host's.
-pub(crate) struct Live {
-    pub store: Store<State>,
-    pub port: Guest,
+struct Live {
+    store: Store<State>,
+    port: Guest,
     /// Held, never read: dropping it gives the place back.
-    pub _admission: Admission,
+    _admission: Admission,
 }
 
 impl std::fmt::Debug for AsyncSession {
@@ -83,13 +95,34 @@ impl std::fmt::Debug for AsyncSession {
 }
 
 impl AsyncSession {
-    pub(crate) fn new(live: Live, limits: Limits, stderr: Option<MemoryOutputPipe>) -> Self {
-        AsyncSession {
+    /// A fresh store under `network` and an instance of `pre` in it, made
+    /// within `limits.call_timeout`, holding the place `admission` gave.
+    pub(crate) async fn start(
+        engine: &Engine,
+        pre: &PortUtilsPre<State>,
+        network: NetworkPolicy,
+        stderr: Stderr,
+        limits: Limits,
+        admission: Admission,
+    ) -> Result<Self> {
+        let (mut store, stderr) = sandboxed_store(engine, network, stderr, &limits.store);
+        let instance = match within(limits.call_timeout, pre.instantiate_async(&mut store)).await {
+            Ok(Ok(instance)) => instance,
+            Ok(Err(error)) => return Err(explain(error, &limits.store)),
+            Err(late) => return Err(late.into()),
+        };
+        let port = instance.hbutils_network_port().clone();
+        let live = Live {
+            store,
+            port,
+            _admission: admission,
+        };
+        Ok(AsyncSession {
             id: SessionId::next(),
             phase: Phase::Live(live),
             limits,
             stderr,
-        }
+        })
     }
 
     /// `is-free-port`.
@@ -159,10 +192,15 @@ impl AsyncSession {
     pub async fn take_socket(
         &mut self,
         reservation: &Reservation,
-    ) -> Result<Result<Resource<TcpSocket>, ReservationError>> {
+    ) -> Result<Result<TakenSocket, ReservationError>> {
         let handle = self.handle(reservation)?;
-        self.call(async |g, store| g.reservation().call_take_socket(store, handle).await)
-            .await
+        let taken = self
+            .call(async |g, store| g.reservation().call_take_socket(store, handle).await)
+            .await?;
+        Ok(taken.map(|socket| TakenSocket {
+            socket,
+            session: self.id,
+        }))
     }
 
     /// `reservation.release`: the port is free again when this returns `Ok`.
@@ -188,19 +226,30 @@ impl AsyncSession {
             .await
     }
 
-    /// Closes a socket [`AsyncSession::take_socket`] handed over.
-    pub fn close_socket(&mut self, socket: Resource<TcpSocket>) -> Result<()> {
+    /// Closes a socket [`AsyncSession::take_socket`] handed over: the port
+    /// is free again when this returns `Ok`. Another session's socket is
+    /// refused with [`ForeignHandle`], and nothing is closed.
+    pub fn close_socket(&mut self, socket: TakenSocket) -> Result<()> {
+        if socket.session != self.id {
+            return Err(ForeignHandle.into());
+        }
         let live = self.live()?;
-        live.store.data_mut().table().delete(socket)?;
+        live.store.data_mut().table().delete(socket.socket)?;
         Ok(())
     }
 
-    /// What the guest wrote to stderr so far, if the session captures it
-    /// (kept after the session ends).
+    /// What the guest wrote to stderr and was not yet taken, if the session
+    /// captures it (kept after the session ends).
     pub fn captured_stderr(&self) -> Option<String> {
-        self.stderr
-            .as_ref()
-            .map(|pipe| String::from_utf8_lossy(&pipe.contents()).into_owned())
+        self.stderr.as_ref().map(StderrCapture::contents)
+    }
+
+    /// Like [`AsyncSession::captured_stderr`], and empties the capture: a
+    /// long-lived session read this way never fills it. Up to 64 KiB wait
+    /// to be taken; what the guest writes beyond that is lost, and counted
+    /// by [`StderrCapture::dropped`].
+    pub fn take_captured_stderr(&self) -> Option<String> {
+        self.stderr.as_ref().map(StderrCapture::take)
     }
 
     /// Why the session has ended, or `None` while it can still be called.
@@ -253,7 +302,7 @@ impl AsyncSession {
                 return Err(ended.into());
             }
         };
-        let outcome = sandbox::within(
+        let outcome = within(
             self.limits.call_timeout,
             export(&live.port, &mut live.store),
         )
@@ -264,7 +313,7 @@ impl AsyncSession {
                 Ok(value)
             }
             Ok(Err(error)) => {
-                let error = sandbox::explain(error, &self.limits.store);
+                let error = explain(error, &self.limits.store);
                 self.phase = Phase::Ended(SessionEnded {
                     cause: error.to_string(),
                 });

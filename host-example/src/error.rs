@@ -6,7 +6,7 @@
 //! use port_host::{Limits, NetworkPolicy, PortHost, SessionLimit, Stderr};
 //!
 //! # fn main() -> wasmtime::Result<()> {
-//! let host = PortHost::embedded(Limits { sessions: 1, ..Limits::default() })?;
+//! let host = PortHost::embedded(Limits::default().with_sessions(1))?;
 //! let _first = host.session(NetworkPolicy::loopback(), Stderr::Capture)?;
 //! let second = host.session(NetworkPolicy::loopback(), Stderr::Capture);
 //! let error = second.expect_err("the host runs one session at most");
@@ -17,9 +17,13 @@
 //!
 //! The component's own answers (`error-code`, `reservation-error`) are not
 //! here: they are the inner `Result` of every call.
+//!
+//! A failed call's wasmtime error is named here too, by the bound it ran into.
 
+use crate::limits::StoreBounds;
 use std::fmt;
 use std::time::Duration;
+use wasmtime::component::ResourceTableError;
 
 /// A call ran past [`Limits::call_timeout`](crate::Limits::call_timeout) and
 /// was stopped, mid host call if need be. The session has ended.
@@ -120,3 +124,67 @@ impl fmt::Display for ForeignHandle {
 }
 
 impl std::error::Error for ForeignHandle {}
+
+/// Names the bound a failed call ran into, as context over the error itself:
+/// the trap or the host's error stays the source, for `downcast_ref`.
+pub(crate) fn explain(error: wasmtime::Error, bounds: &StoreBounds) -> wasmtime::Error {
+    let table_error = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ResourceTableError>())
+        .map(|table| (matches!(table, ResourceTableError::Full), table.to_string()));
+    match table_error {
+        Some((true, _)) => error.context(QuotaExceeded {
+            resources: bounds.resources,
+        }),
+        Some((false, what)) => error.context(format!(
+            "the component used a handle the host does not hold for it ({what}) and was stopped"
+        )),
+        None if error.downcast_ref::<wasmtime::Trap>().is_some() => {
+            error.context("the component trapped and was stopped")
+        }
+        None => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_full_table_is_reported_as_a_quota_and_the_source_stays() {
+        let bounds = StoreBounds::default();
+        let full = explain(wasmtime::Error::new(ResourceTableError::Full), &bounds);
+        assert!(full.to_string().contains("quota of 1000"), "{full}");
+        assert_eq!(
+            full.downcast_ref::<QuotaExceeded>()
+                .map(|quota| quota.resources),
+            Some(1000)
+        );
+        assert!(full.downcast_ref::<ResourceTableError>().is_some());
+        for other in [
+            ResourceTableError::NotPresent,
+            ResourceTableError::WrongType,
+            ResourceTableError::HasChildren,
+        ] {
+            let what = other.to_string();
+            let error = explain(wasmtime::Error::new(other), &bounds);
+            let message = error.to_string();
+            assert!(!message.contains("quota"), "{message}");
+            assert!(message.contains(&what), "{message}");
+            assert!(error.downcast_ref::<ResourceTableError>().is_some());
+        }
+    }
+
+    #[test]
+    fn a_trap_keeps_its_type_under_the_explanation() {
+        let error = explain(
+            wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached),
+            &StoreBounds::default(),
+        );
+        assert_eq!(
+            error.downcast_ref::<wasmtime::Trap>(),
+            Some(&wasmtime::Trap::UnreachableCodeReached)
+        );
+        assert!(error.to_string().contains("trapped"), "{error}");
+    }
+}

@@ -1,15 +1,15 @@
 //! The host: one engine and the compiled component, linked on first use,
 //! from which each caller gets a session of its own.
 
-use crate::async_session::Live;
+use crate::admission::Sessions;
 use crate::bindings::PortUtilsPre;
-use crate::error::SessionLimit;
+use crate::engine::{engine, loading_engine};
+use crate::epoch::start_epoch_ticker;
 use crate::limits::{Limits, Pooling};
-use crate::sandbox::{self, State, Stderr};
+use crate::store::{State, Stderr};
 use crate::{AsyncSession, NetworkPolicy, PORT_INTERFACE, Session};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Engine, Result, bail};
@@ -38,7 +38,7 @@ pub struct PortHost {
     pre: OnceLock<PortUtilsPre<State>>,
     limits: Limits,
     precompiled: bool,
-    live: Arc<AtomicUsize>,
+    sessions: Sessions,
 }
 
 impl std::fmt::Debug for PortHost {
@@ -47,17 +47,8 @@ impl std::fmt::Debug for PortHost {
             .field("limits", &self.limits)
             .field("precompiled", &self.precompiled)
             .field("linked", &self.pre.get().is_some())
-            .field("live_sessions", &self.live.load(Ordering::Relaxed))
+            .field("live_sessions", &self.sessions.live())
             .finish_non_exhaustive()
-    }
-}
-
-/// Holds one of a host's [`Limits::sessions`] places; gives it back when dropped.
-pub(crate) struct Admission(Arc<AtomicUsize>);
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -69,7 +60,7 @@ impl PortHost {
 
     /// The shipped component with `limits`, on an engine of its own.
     pub fn embedded(limits: Limits) -> Result<Self> {
-        Self::on_engine(&sandbox::engine(None)?, limits)
+        Self::on_engine(&engine(None)?, limits)
     }
 
     /// The shipped component on an engine of its own whose stores come from
@@ -87,7 +78,7 @@ impl PortHost {
                 limits.store
             );
         }
-        Self::on_engine(&sandbox::engine(Some(&pooling))?, limits)
+        Self::on_engine(&engine(Some(&pooling))?, limits)
     }
 
     /// The shipped component for a process that runs it and nothing else,
@@ -112,10 +103,10 @@ impl PortHost {
     /// # }
     /// ```
     pub fn embedded_load_only(limits: Limits) -> Result<Self> {
-        let engine = sandbox::loading_engine(None)?;
+        let engine = loading_engine()?;
         match precompiled(&engine, PRECOMPILED) {
             Some(component) => {
-                sandbox::start_epoch_ticker(&engine);
+                start_epoch_ticker(&engine);
                 Self::instantiable(&engine, component, limits, true)
             }
             None => Self::embedded(limits),
@@ -148,7 +139,7 @@ impl PortHost {
 
     /// Another build of the component, as bytes; compiled here.
     pub fn from_bytes(wasm: &[u8], limits: Limits) -> Result<Self> {
-        Self::from_bytes_on_engine(&sandbox::engine(None)?, wasm, limits)
+        Self::from_bytes_on_engine(&engine(None)?, wasm, limits)
     }
 
     /// Another build of the component on an engine the embedder already has
@@ -181,7 +172,7 @@ impl PortHost {
             pre: OnceLock::new(),
             limits,
             precompiled,
-            live: Arc::new(AtomicUsize::new(0)),
+            sessions: Sessions::new(limits.sessions),
         })
     }
 
@@ -217,24 +208,9 @@ impl PortHost {
         network: NetworkPolicy,
         stderr: Stderr,
     ) -> Result<AsyncSession> {
-        let admission = self.admit()?;
+        let admission = self.sessions.admit()?;
         let pre = self.linked()?;
-        let (mut store, stderr) =
-            sandbox::sandboxed_store(&self.engine, network, stderr, &self.limits.store);
-        let instantiated =
-            sandbox::within(self.limits.call_timeout, pre.instantiate_async(&mut store)).await;
-        let instance = match instantiated {
-            Ok(Ok(instance)) => instance,
-            Ok(Err(error)) => return Err(sandbox::explain(error, &self.limits.store)),
-            Err(late) => return Err(late.into()),
-        };
-        let port = instance.hbutils_network_port().clone();
-        let live = Live {
-            store,
-            port,
-            _admission: admission,
-        };
-        Ok(AsyncSession::new(live, self.limits, stderr))
+        AsyncSession::start(&self.engine, pre, network, stderr, self.limits, admission).await
     }
 
     /// The component linked for async calls, linked the first time it is
@@ -250,19 +226,6 @@ impl PortHost {
             format!("the component does not export {PORT_INTERFACE} as this host calls it")
         })?;
         Ok(self.pre.get_or_init(|| pre))
-    }
-
-    fn admit(&self) -> Result<Admission> {
-        let bound = self.limits.sessions;
-        let admitted = self
-            .live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
-                (live < bound).then_some(live + 1)
-            });
-        match admitted {
-            Ok(_) => Ok(Admission(self.live.clone())),
-            Err(_) => Err(SessionLimit { limit: bound }.into()),
-        }
     }
 }
 

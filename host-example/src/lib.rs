@@ -63,29 +63,39 @@
 //! and [`PortHost::on_engine`]. The component's bytes are [`COMPONENT`].
 #![warn(missing_docs)]
 
+mod admission;
 mod async_session;
 pub mod bindings;
+mod capture;
+mod deadline;
+mod engine;
 mod engine_config;
+mod epoch;
 mod error;
 mod host;
+mod limiter;
 mod limits;
 mod policy;
+mod pooling;
 #[cfg(all(target_os = "linux", feature = "portserver"))]
 pub mod portserver;
-mod sandbox;
 mod session;
+mod store;
 
-pub use async_session::{AsyncSession, Reservation};
+pub use async_session::{AsyncSession, Reservation, TakenSocket};
 pub use bindings::exports::hbutils::network::port::{
     Candidates, ErrorCode, FamilyStatus, PortRange, PortStatus, ReservationError,
 };
 pub use bindings::{PortUtils, PortUtilsPre};
+pub use capture::StderrCapture;
+pub use engine::engine;
+pub use epoch::{EPOCH_TICK, start_epoch_ticker};
 pub use error::{DeadlineExceeded, ForeignHandle, QuotaExceeded, SessionEnded, SessionLimit};
 pub use host::{COMPONENT, PortHost, async_linker};
 pub use limits::{Limits, Pooling, StoreBounds};
 pub use policy::{BadBlock, NetworkPolicy, PortBlock};
-pub use sandbox::{EPOCH_TICK, State, Stderr, engine, sandboxed_store, start_epoch_ticker};
 pub use session::Session;
+pub use store::{State, Stderr, sandboxed_store};
 
 /// The interface the sessions call, at the version this crate was written
 /// against; the component must export it.
@@ -99,6 +109,7 @@ const _: () = {
     const fn movable<T: Send>() {}
     shared::<PortHost>();
     shared::<Reservation>();
+    shared::<TakenSocket>();
     movable::<Session>();
     movable::<AsyncSession>();
 };

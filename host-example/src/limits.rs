@@ -16,7 +16,18 @@ use wasmtime::{Result, bail};
 /// one early. Measured, the component needs 320 KiB of memory (searching a
 /// 65,536-entry list), 3 core instances, 1 memory, 2 tables with 93 elements
 /// in all, and 2 live resources plus one per reservation it holds.
+///
+/// New bounds may be added, so the type is made from [`StoreBounds::default`]
+/// and its `with_` setters (or by assigning fields):
+///
+/// ```
+/// use port_host::StoreBounds;
+///
+/// let bounds = StoreBounds::default().with_resources(64).with_memory_bytes(1 << 20);
+/// assert_eq!(bounds.resources, 64);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StoreBounds {
     /// Every linear memory and table of the store together, in bytes (a
     /// table element counts as a pointer's size).
@@ -49,8 +60,20 @@ impl Default for StoreBounds {
 }
 
 /// What a [`PortHost`](crate::PortHost) allows: its sessions together, each
-/// call, and each session's store.
+/// call, and each session's store. Made like [`StoreBounds`]:
+///
+/// ```
+/// use port_host::{Limits, StoreBounds};
+/// use std::time::Duration;
+///
+/// let limits = Limits::default()
+///     .with_sessions(10_000)
+///     .with_call_timeout(Duration::from_secs(2))
+///     .with_store(StoreBounds::default().with_resources(64));
+/// assert_eq!(limits.host_descriptor_bound(), 640_000);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Sessions alive at once, per host (two hosts on one engine count
     /// apart). With `store.resources` it bounds the descriptors every tenant
@@ -75,6 +98,37 @@ impl Default for Limits {
     }
 }
 
+/// `with_` setters: each returns the value with one field changed.
+macro_rules! setters {
+    ($type:ident { $($field:ident: $ty:ty => $setter:ident),* $(,)? }) => {
+        impl $type {
+            $(
+                #[doc = concat!("With `", stringify!($field), "` set to `value`.")]
+                #[must_use]
+                pub const fn $setter(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters!(StoreBounds {
+    memory_bytes: usize => with_memory_bytes,
+    table_elements: usize => with_table_elements,
+    instances: usize => with_instances,
+    memories: usize => with_memories,
+    tables: usize => with_tables,
+    resources: usize => with_resources,
+});
+
+setters!(Limits {
+    sessions: usize => with_sessions,
+    call_timeout: Duration => with_call_timeout,
+    store: StoreBounds => with_store,
+});
+
 impl Limits {
     /// The descriptors all sessions of one host may hold at once.
     pub fn host_descriptor_bound(&self) -> usize {
@@ -98,10 +152,19 @@ impl Limits {
 /// instead of an mmap/munmap pair per store. For hosts that make a store per
 /// request. Every product of these counts is checked when the engine is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Pooling {
     /// Stores (sessions) alive at once on the engine.
     pub stores: u32,
     /// What each slot holds; keep it equal to the hosts' [`Limits::store`],
     /// so that a slot never promises more than the store's limiter allows.
     pub per_store: StoreBounds,
+}
+
+impl Pooling {
+    /// `stores` slots, each sized by `per_store`: give it the hosts'
+    /// [`Limits::store`].
+    pub const fn new(stores: u32, per_store: StoreBounds) -> Self {
+        Pooling { stores, per_store }
+    }
 }

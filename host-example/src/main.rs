@@ -236,10 +236,7 @@ fn network(sandbox: &Sandbox) -> NetworkPolicy {
 }
 
 fn limits(sandbox: &Sandbox) -> Limits {
-    Limits {
-        call_timeout: sandbox.timeout,
-        ..Limits::default()
-    }
+    Limits::default().with_call_timeout(sandbox.timeout)
 }
 
 /// A session whose store may hold `sockets` sockets at once (each a live

@@ -2,11 +2,11 @@
 //! shares that session's lifecycle whole: the same deadline, host calls
 //! included, and the same end after a trap or a deadline.
 
-use crate::{AsyncSession, Candidates, ErrorCode, PortStatus, Reservation, ReservationError};
+use crate::{
+    AsyncSession, Candidates, ErrorCode, PortStatus, Reservation, ReservationError, TakenSocket,
+};
 use std::thread;
 use wasmtime::Result;
-use wasmtime::component::Resource;
-use wasmtime_wasi::p2::bindings::sockets::tcp::TcpSocket;
 
 /// One store and one instance: what a single sync caller uses. The outer
 /// error of each call is the host's (a trap, a deadline, a quota) and ends
@@ -78,7 +78,7 @@ impl Session {
     pub fn take_socket(
         &mut self,
         reservation: &Reservation,
-    ) -> Result<Result<Resource<TcpSocket>, ReservationError>> {
+    ) -> Result<Result<TakenSocket, ReservationError>> {
         self.block(async |s| s.take_socket(reservation).await)
     }
 
@@ -97,14 +97,22 @@ impl Session {
         self.block(async |s| s.probe_port(port).await)
     }
 
-    /// Closes a socket [`Session::take_socket`] handed over.
-    pub fn close_socket(&mut self, socket: Resource<TcpSocket>) -> Result<()> {
+    /// Closes a socket [`Session::take_socket`] handed over; another
+    /// session's is refused with [`ForeignHandle`](crate::ForeignHandle).
+    pub fn close_socket(&mut self, socket: TakenSocket) -> Result<()> {
         self.0.close_socket(socket)
     }
 
-    /// What the guest wrote to stderr so far, if the session captures it.
+    /// What the guest wrote to stderr and was not yet taken, if the session
+    /// captures it.
     pub fn captured_stderr(&self) -> Option<String> {
         self.0.captured_stderr()
+    }
+
+    /// Like [`Session::captured_stderr`], and empties the capture (see
+    /// [`AsyncSession::take_captured_stderr`]).
+    pub fn take_captured_stderr(&self) -> Option<String> {
+        self.0.take_captured_stderr()
     }
 
     /// Why the session has ended, or `None` while it can still be called.

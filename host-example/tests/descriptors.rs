@@ -86,13 +86,7 @@ fn ten_thousand_reserve_and_release_cycles_leave_the_descriptor_count_unchanged(
 fn a_hostile_tenant_stops_at_its_quota_and_gives_every_descriptor_back() {
     let _turn = one_at_a_time();
     let wasm = std::fs::read(test_guests::ESCAPE_GUEST).unwrap();
-    let limits = Limits {
-        store: StoreBounds {
-            resources: 500,
-            ..StoreBounds::default()
-        },
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_store(StoreBounds::default().with_resources(500));
     let hostile_host = PortHost::from_bytes(&wasm, limits).unwrap();
     let mut neighbour = session();
     let port = free_port();
@@ -207,10 +201,7 @@ fn after_a_dropped_future_the_next_call_says_so_and_the_socket_is_already_closed
 fn an_ended_session_gives_back_its_place_among_the_hosts_sessions() {
     let _turn = one_at_a_time();
     let wasm = std::fs::read(test_guests::ESCAPE_GUEST).unwrap();
-    let limits = Limits {
-        sessions: 1,
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_sessions(1);
     let host = PortHost::from_bytes(&wasm, limits).unwrap();
     let mut first = host
         .session(NetworkPolicy::loopback(), Stderr::Capture)

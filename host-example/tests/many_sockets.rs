@@ -90,10 +90,7 @@ fn two_hundred_tenants_each_reserve_their_whole_block_and_nothing_else() {
     const BLOCK: u16 = 10;
     allow_open_files(4 * u64::from(TENANTS * BLOCK));
     let start = free_block(TENANTS * BLOCK);
-    let limits = Limits {
-        sessions: usize::from(TENANTS),
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_sessions(usize::from(TENANTS));
     // One engine and one compiled component for every tenant.
     let host = Arc::new(PortHost::embedded(limits).unwrap());
     let tenants = common::runtime().block_on(async {
@@ -156,13 +153,8 @@ fn reserve_ports_holds_a_thousand_ports_in_one_call_and_frees_them_with_the_sess
     allow_open_files(4 * u64::from(COUNT));
     let start = free_block(COUNT);
     // A reservation is a live resource; the default quota is 1,000 per store.
-    let limits = Limits {
-        store: StoreBounds {
-            resources: 2 * usize::from(COUNT),
-            ..StoreBounds::default()
-        },
-        ..Limits::default()
-    };
+    let limits =
+        Limits::default().with_store(StoreBounds::default().with_resources(2 * usize::from(COUNT)));
     let host = PortHost::embedded(limits).unwrap();
     let mut session = host
         .session(NetworkPolicy::loopback(), Stderr::Capture)
@@ -204,13 +196,8 @@ static EPHEMERAL_RANGE: Mutex<()> = Mutex::new(());
 /// every session has: what `get-free-ports` needs to fill `sockets` ports
 /// from the OS.
 fn session_holding(sockets: u32) -> Session {
-    let limits = Limits {
-        store: StoreBounds {
-            resources: sockets as usize + 16,
-            ..StoreBounds::default()
-        },
-        ..Limits::default()
-    };
+    let limits =
+        Limits::default().with_store(StoreBounds::default().with_resources(sockets as usize + 16));
     PortHost::embedded(limits)
         .unwrap()
         .session(NetworkPolicy::loopback(), Stderr::Capture)

@@ -10,8 +10,8 @@
 //! - reservations live in a session of their own (shared by the host's
 //!   reservations), tied to it by an `Arc`, so a reservation outlives the
 //!   call that made it and is released in the store that holds it;
-//! - a session that ended (trap, deadline) or whose captured stderr grew is
-//!   replaced, never reused;
+//! - a session that ended (trap, deadline) is replaced, never reused; its
+//!   captured stderr is drained after each call, so it never fills;
 //! - every object remembers the process that made it: after `fork()` the
 //!   child makes a host of its own and never touches the parent's engine,
 //!   runtime, sessions or locks (it leaks them rather than run their
@@ -47,10 +47,6 @@ mod errors {
 /// threads call at once, and dropped when they come back to a full pool.
 const IDLE_SESSIONS: usize = 8;
 
-/// A session whose captured stderr passed this many bytes is replaced: the
-/// buffer holds 64 KiB, and a guest writing past it would trap.
-const STDERR_RETIRE: usize = 16 << 10;
-
 /// The longest explicit candidate list taken (2 bytes each in the guest's
 /// memory); a longer one is refused rather than risk the store's memory bound
 /// stopping the session that holds the host's reservations.
@@ -70,20 +66,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A session and how much of its captured stderr has been read.
+/// A session; its captured stderr is drained after every call.
 struct Slot {
     session: AsyncSession,
-    seen: usize,
 }
 
 impl Slot {
     /// The `warning: ` lines the guest wrote since the last look.
     fn warnings(&mut self) -> Vec<String> {
-        let Some(all) = self.session.captured_stderr() else {
+        let Some(fresh) = self.session.take_captured_stderr() else {
             return Vec::new();
         };
-        let fresh = all.get(self.seen..).unwrap_or_default();
-        let lines = fresh
+        fresh
             .lines()
             .filter_map(|line| line.strip_prefix("warning: "))
             .map(|warning| {
@@ -93,18 +87,16 @@ impl Slot {
                     warning.to_owned()
                 }
             })
-            .collect();
-        self.seen = all.len();
-        lines
+            .collect()
     }
 
     fn reusable(&self) -> bool {
-        self.session.ended().is_none() && self.seen < STDERR_RETIRE
+        self.session.ended().is_none()
     }
 }
 
 /// The session the host's reservations live in. Retired (no new
-/// reservations) once it ended or its stderr grew; it lives on, through the
+/// reservations) once it ended; it lives on, through the
 /// reservations' `Arc`s, until the last of them goes.
 struct Shared {
     slot: Mutex<Slot>,
@@ -189,7 +181,7 @@ impl Inner {
             .runtime
             .block_on(self.host.async_session(self.policy, Stderr::Capture))
             .map_err(Failure::Host)?;
-        Ok(Slot { session, seen: 0 })
+        Ok(Slot { session })
     }
 
     /// Runs `call` in an idle session (or a new one) and gives the session
@@ -775,14 +767,10 @@ impl Host {
                 "max_sessions and max_sockets must be at least 1".into(),
             ));
         }
-        let limits = Limits {
-            sessions: max_sessions,
-            call_timeout,
-            store: StoreBounds {
-                resources: max_sockets,
-                ..StoreBounds::default()
-            },
-        };
+        let limits = Limits::default()
+            .with_sessions(max_sessions)
+            .with_call_timeout(call_timeout)
+            .with_store(StoreBounds::default().with_resources(max_sockets));
         let inner = py
             .detach(|| Inner::new(policy, limits))
             .map_err(|error| errors::ComponentError::new_err(describe(&error)))?;
@@ -957,14 +945,9 @@ fn default_host(_attached: Python<'_>) -> PyResult<Arc<Inner>> {
 /// ask for (the process's open-file limit is the real bound) and for many
 /// threads calling at once.
 fn python_limits() -> Limits {
-    Limits {
-        sessions: 256,
-        store: StoreBounds {
-            resources: 66_000,
-            ..StoreBounds::default()
-        },
-        ..Limits::default()
-    }
+    Limits::default()
+        .with_sessions(256)
+        .with_store(StoreBounds::default().with_resources(66_000))
 }
 
 /// The process's default host (the one the module-level functions use),

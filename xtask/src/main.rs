@@ -87,11 +87,20 @@ fn build(root: &Path) -> Result<Vec<u8>, String> {
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
     ]
     .join("\x1f");
-    let target_dir = root.join("target");
+    // The test guests' folder and build-override settings (tests/guests/
+    // build.rs): the proc macros and build scripts, which run on the host and
+    // leave no trace in the component's bytes, are then compiled once for
+    // both builds, unoptimised, instead of twice.
+    let target_dir = root.join("target").join("guests");
     let status = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(root)
         .args(["build", "--quiet", "--locked", "-p", "hbutils-port"])
         .args(["--target", TARGET, "--profile", PROFILE])
+        .args(["--config", "profile.component.build-override.opt-level=0"])
+        .args([
+            "--config",
+            "profile.component.build-override.codegen-units=256",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         // Flags of an outer build (a wrapper, native CPU flags) are not the

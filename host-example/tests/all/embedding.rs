@@ -9,20 +9,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 #[test]
 fn a_zero_call_timeout_is_refused_when_the_host_is_made() {
-    let limits = Limits {
-        call_timeout: Duration::ZERO,
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_call_timeout(Duration::ZERO);
     let error = PortHost::embedded(limits).expect_err("refused");
     assert!(error.to_string().contains("timeout of zero"), "{error}");
 }
 
 #[test]
 fn an_oversized_call_timeout_means_no_deadline_rather_than_a_short_one() {
-    let limits = Limits {
-        call_timeout: Duration::MAX,
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_call_timeout(Duration::MAX);
     let host = PortHost::embedded(limits).unwrap();
     let mut session = host
         .session(NetworkPolicy::loopback(), Stderr::Capture)

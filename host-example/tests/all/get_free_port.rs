@@ -212,3 +212,28 @@ fn list_of_every_port_is_searched_past_the_privileged_ones() {
         .unwrap();
     assert_eq!(found, Ok(start + 3));
 }
+
+#[test]
+fn a_session_whose_captured_stderr_is_taken_shows_every_warning_for_ever() {
+    // 64 KiB hold about 800 warnings; a full capture loses the newest bytes
+    // but never the session, and taking empties it.
+    let mut session = session();
+    for _ in 0..1_000 {
+        session.get_free_port(None, true).unwrap().unwrap();
+    }
+    let full = session.captured_stderr().unwrap();
+    assert!(
+        full.len() <= 64 << 10 && full.len() > 60 << 10,
+        "{}",
+        full.len()
+    );
+    assert_eq!(session.ended(), None);
+    assert_eq!(
+        session.take_captured_stderr().as_deref(),
+        Some(full.as_str())
+    );
+    for _ in 0..1_000 {
+        session.get_free_port(None, true).unwrap().unwrap();
+        assert_eq!(session.take_captured_stderr().as_deref(), Some(WARNING));
+    }
+}

@@ -94,11 +94,7 @@ fn a_foreign_reservation_is_refused_by_the_async_api_too() {
 
 #[test]
 fn the_session_limit_is_a_type_with_the_limit() {
-    let host = PortHost::embedded(Limits {
-        sessions: 1,
-        ..Limits::default()
-    })
-    .unwrap();
+    let host = PortHost::embedded(Limits::default().with_sessions(1)).unwrap();
     let first = host
         .session(NetworkPolicy::loopback(), Stderr::Capture)
         .unwrap();
@@ -130,14 +126,7 @@ fn a_pool_whose_slots_differ_from_the_store_bounds_is_refused() {
     let limits = Limits::default();
     let mut per_store = limits.store;
     per_store.resources += 1;
-    let error = PortHost::pooled(
-        port_host::Pooling {
-            stores: 2,
-            per_store,
-        },
-        limits,
-    )
-    .unwrap_err();
+    let error = PortHost::pooled(port_host::Pooling::new(2, per_store), limits).unwrap_err();
     assert!(error.to_string().contains("Limits::store"), "{error}");
 }
 
@@ -149,4 +138,23 @@ fn hosts_and_sessions_say_what_they_are_in_debug() {
     let shown = format!("{session:?}");
     assert!(shown.contains("ended: None"), "{shown}");
     assert!(session.is_free_port(0).unwrap().is_err());
+}
+
+#[test]
+fn a_socket_taken_in_one_session_is_refused_by_another_and_closes_nothing_there() {
+    let (mut a, a_reservation, a_port) = holding();
+    let (mut b, b_reservation, b_port) = holding();
+    // Both sockets sit at the same place of their own store's table, so a
+    // handle that did not know its session would close B's.
+    let a_socket = a.take_socket(&a_reservation).unwrap().unwrap();
+    let b_socket = b.take_socket(&b_reservation).unwrap().unwrap();
+    foreign(b.close_socket(a_socket).unwrap_err());
+    assert_eq!(b.ended(), None);
+    assert!(!natively_free(b_port), "B still holds {b_port}");
+    assert!(!natively_free(a_port), "A still holds {a_port}");
+    b.close_socket(b_socket).unwrap();
+    assert!(natively_free(b_port));
+    // The refused socket stays A's until A ends.
+    drop(a);
+    assert!(natively_free(a_port));
 }

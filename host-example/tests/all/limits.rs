@@ -96,17 +96,15 @@ fn memories_over_the_store_cap_are_refused() {
 
 #[test]
 fn the_port_component_runs_within_a_fraction_of_the_default_limits() {
-    let limits = Limits {
-        store: StoreBounds {
-            memory_bytes: 2 << 20,
-            table_elements: 100,
-            instances: 4,
-            memories: 1,
-            tables: 4,
-            resources: 16,
-        },
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_store(
+        StoreBounds::default()
+            .with_memory_bytes(2 << 20)
+            .with_table_elements(100)
+            .with_instances(4)
+            .with_memories(1)
+            .with_tables(4)
+            .with_resources(16),
+    );
     let host = port_host::PortHost::embedded(limits).unwrap();
     let mut session = host
         .session(NetworkPolicy::loopback(), Stderr::Capture)

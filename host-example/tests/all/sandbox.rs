@@ -227,10 +227,7 @@ fn a_session_after_a_denied_one_is_unaffected() {
 
 #[test]
 fn runaway_guest_is_stopped_by_the_call_deadline() {
-    let limits = Limits {
-        call_timeout: std::time::Duration::from_millis(200),
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_call_timeout(std::time::Duration::from_millis(200));
     let mut guest = Escape::with_limits(NetworkPolicy::loopback(), limits);
     // It never returns on its own: only the deadline, which the guest's
     // yield at each epoch tick lets fire, brings the call back.
@@ -240,13 +237,7 @@ fn runaway_guest_is_stopped_by_the_call_deadline() {
 
 #[test]
 fn memory_hungry_guest_is_stopped_by_the_memory_limit() {
-    let limits = Limits {
-        store: StoreBounds {
-            memory_bytes: 16 << 20,
-            ..StoreBounds::default()
-        },
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_store(StoreBounds::default().with_memory_bytes(16 << 20));
     let mut guest = Escape::with_limits(NetworkPolicy::loopback(), limits);
     assert_eq!(
         guest.try_call::<(u32,), (u32,)>("hoard", (4,)).unwrap(),

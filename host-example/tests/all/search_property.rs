@@ -257,10 +257,7 @@ fn session() -> Session {
     static OTHER: OnceLock<Option<PortHost>> = OnceLock::new();
     let other = OTHER.get_or_init(|| {
         let path = std::env::var_os("SEARCH_PROPERTY_COMPONENT")?;
-        let limits = Limits {
-            sessions: 10_000,
-            ..Limits::default()
-        };
+        let limits = Limits::default().with_sessions(10_000);
         Some(PortHost::from_file(path.as_ref(), limits).expect("the named component loads"))
     });
     match other {

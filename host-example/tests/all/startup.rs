@@ -4,10 +4,7 @@
 use port_host::{ErrorCode, Limits, NetworkPolicy, Pooling, PortHost, Stderr, StoreBounds};
 
 fn pool(stores: u32) -> Pooling {
-    Pooling {
-        stores,
-        per_store: StoreBounds::default(),
-    }
+    Pooling::new(stores, StoreBounds::default())
 }
 
 #[test]
@@ -94,11 +91,7 @@ fn a_host_on_an_engine_with_other_settings_compiles_the_component_instead() {
 
 #[test]
 fn sessions_past_the_hosts_bound_are_refused_until_one_ends() {
-    let host = PortHost::embedded(Limits {
-        sessions: 2,
-        ..Limits::default()
-    })
-    .unwrap();
+    let host = PortHost::embedded(Limits::default().with_sessions(2)).unwrap();
     let first = host
         .session(NetworkPolicy::loopback(), Stderr::Capture)
         .unwrap();

@@ -5,10 +5,10 @@
 //! the instance must keep answering afterwards.
 
 use crate::common::{block, free_block, free_port, natively_free, session};
-use port_host::{Candidates, ErrorCode, PortRange, Reservation, ReservationError, Session};
+use port_host::{
+    Candidates, ErrorCode, PortRange, Reservation, ReservationError, Session, TakenSocket,
+};
 use std::net::TcpListener;
-use wasmtime::component::Resource;
-use wasmtime_wasi::p2::bindings::sockets::tcp::TcpSocket;
 
 const WARNING: &str = "warning: no usable ports (>= 1024) were given, so strict mode is disabled\n";
 
@@ -235,9 +235,9 @@ fn run_sequence(seed: u64, bias: usize, operations: usize) -> Vec<&'static str> 
     let mut session = session();
     let mut random = Random(seed);
     let mut reservations: Vec<(Reservation, State)> = Vec::new();
-    let mut sockets: Vec<(Resource<TcpSocket>, u16)> = Vec::new();
+    let mut sockets: Vec<(TakenSocket, u16)> = Vec::new();
     // The ports held now: by a live reservation or by a taken socket.
-    let held = |reservations: &[(Reservation, State)], sockets: &[(Resource<TcpSocket>, u16)]| {
+    let held = |reservations: &[(Reservation, State)], sockets: &[(TakenSocket, u16)]| {
         let mut ports: Vec<u16> = reservations
             .iter()
             .filter_map(|(_, state)| match state {

@@ -16,10 +16,7 @@ use std::sync::{Mutex, OnceLock};
 pub fn host() -> &'static PortHost {
     static HOST: OnceLock<PortHost> = OnceLock::new();
     HOST.get_or_init(|| {
-        let limits = Limits {
-            sessions: 10_000,
-            ..Limits::default()
-        };
+        let limits = Limits::default().with_sessions(10_000);
         PortHost::embedded(limits).expect("the embedded component loads")
     })
 }
@@ -99,10 +96,7 @@ pub fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
 /// `(4)` opens sockets then traps; calls end after `timeout`.
 pub fn hostile_host(timeout: std::time::Duration) -> PortHost {
     let wasm = std::fs::read(test_guests::ESCAPE_GUEST).unwrap();
-    let limits = Limits {
-        call_timeout: timeout,
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_call_timeout(timeout);
     PortHost::from_bytes(&wasm, limits).unwrap()
 }
 
