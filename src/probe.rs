@@ -18,6 +18,7 @@
 
 use crate::search::{Error, PortSet, Probe, Take};
 use std::cell::RefCell;
+use wasi::io::poll::Pollable;
 use wasi::sockets::instance_network::instance_network;
 use wasi::sockets::network::{
     ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, Network,
@@ -84,18 +85,7 @@ impl WasiProbe {
             Some(socket) => (socket, true),
             None => (create_tcp_socket(family)?, false),
         };
-        let address = match family {
-            IpAddressFamily::Ipv4 => IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                port,
-                address: (127, 0, 0, 1),
-            }),
-            IpAddressFamily::Ipv6 => IpSocketAddress::Ipv6(Ipv6SocketAddress {
-                port,
-                flow_info: 0,
-                address: (0, 0, 0, 0, 0, 0, 0, 1),
-                scope_id: 0,
-            }),
-        };
+        let address = socket_address(family, port, (127, 0, 0, 1), (0, 0, 0, 0, 0, 0, 0, 1));
         match NETWORK.with(|network| socket.start_bind(network, address)) {
             Ok(()) => {}
             // wasmtime leaves a socket whose `start-bind` failed unbound and
@@ -112,16 +102,9 @@ impl WasiProbe {
             }
             Err(code) => return Err(code),
         }
-        // wasmtime finishes a bind at once, but the WASI contract lets a host
-        // defer it (to ask the user, say), so honour `would-block`. A bind
-        // that fails here leaves a socket in a state the contract does not
-        // pin down, so it is not kept.
-        loop {
-            match socket.finish_bind() {
-                Err(ErrorCode::WouldBlock) => socket.subscribe().block(),
-                result => return result.map(|()| socket),
-            }
-        }
+        // A bind that fails while it finishes leaves a socket in a state the
+        // contract does not pin down, so it is not kept.
+        finished(|| socket.finish_bind(), || socket.subscribe()).map(|()| socket)
     }
 
     /// What a bind of `port` on `family`'s loopback address finds.
@@ -153,14 +136,45 @@ impl WasiProbe {
     }
 }
 
-/// Listens on a socket `bind_loopback` made.
-fn listen(socket: TcpSocket) -> Result<TcpSocket, ErrorCode> {
+/// Listens on a bound socket.
+pub(crate) fn listen(socket: TcpSocket) -> Result<TcpSocket, ErrorCode> {
     socket.start_listen()?;
+    finished(|| socket.finish_listen(), || socket.subscribe()).map(|()| socket)
+}
+
+/// The end of a two-step socket call (`finish-bind`, `finish-listen`).
+/// wasmtime finishes at once, but the WASI contract lets a host defer (to ask
+/// the user, say), so `would-block` waits on the socket and asks again.
+pub(crate) fn finished(
+    mut finish: impl FnMut() -> Result<(), ErrorCode>,
+    subscribe: impl Fn() -> Pollable,
+) -> Result<(), ErrorCode> {
     loop {
-        match socket.finish_listen() {
-            Err(ErrorCode::WouldBlock) => socket.subscribe().block(),
-            result => return result.map(|()| socket),
+        match finish() {
+            Err(ErrorCode::WouldBlock) => subscribe().block(),
+            result => return result,
         }
+    }
+}
+
+/// `port` on `family`'s address: `ipv4` or `ipv6`, whichever the family is.
+pub(crate) fn socket_address(
+    family: IpAddressFamily,
+    port: u16,
+    ipv4: (u8, u8, u8, u8),
+    ipv6: (u16, u16, u16, u16, u16, u16, u16, u16),
+) -> IpSocketAddress {
+    match family {
+        IpAddressFamily::Ipv4 => IpSocketAddress::Ipv4(Ipv4SocketAddress {
+            port,
+            address: ipv4,
+        }),
+        IpAddressFamily::Ipv6 => IpSocketAddress::Ipv6(Ipv6SocketAddress {
+            port,
+            flow_info: 0,
+            address: ipv6,
+            scope_id: 0,
+        }),
     }
 }
 
@@ -171,7 +185,7 @@ fn port_of(socket: &TcpSocket) -> Result<u16, Error> {
     })
 }
 
-fn to_error(code: ErrorCode) -> Error {
+pub(crate) fn to_error(code: ErrorCode) -> Error {
     match code {
         ErrorCode::AccessDenied => Error::AccessDenied,
         other => Error::Other(other.name().into()),

@@ -10,11 +10,10 @@
 //! an instant is no harm, and a TCP bind alone (with SO_REUSEADDR, as wasmtime
 //! binds) would not see a socket that is bound but not yet listening.
 
+use crate::probe::{finished, listen, socket_address, to_error};
 use crate::search::Error;
 use wasi::sockets::instance_network::instance_network;
-use wasi::sockets::network::{
-    ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, Network,
-};
+use wasi::sockets::network::{ErrorCode, IpAddressFamily, IpSocketAddress, Network};
 use wasi::sockets::tcp_create_socket::create_tcp_socket;
 use wasi::sockets::udp_create_socket::create_udp_socket;
 
@@ -47,18 +46,7 @@ pub fn is_free_on_wildcard(port: u16) -> Result<bool, Error> {
 }
 
 fn wildcard(family: IpAddressFamily, port: u16) -> IpSocketAddress {
-    match family {
-        IpAddressFamily::Ipv4 => IpSocketAddress::Ipv4(Ipv4SocketAddress {
-            port,
-            address: (0, 0, 0, 0),
-        }),
-        IpAddressFamily::Ipv6 => IpSocketAddress::Ipv6(Ipv6SocketAddress {
-            port,
-            flow_info: 0,
-            address: (0, 0, 0, 0, 0, 0, 0, 0),
-            scope_id: 0,
-        }),
-    }
+    socket_address(family, port, (0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 0, 0))
 }
 
 /// The answers that say something about the port rather than the host.
@@ -79,25 +67,8 @@ fn tcp(network: &Network, family: IpAddressFamily, port: u16) -> Result<Bind, Er
     };
     let bound = socket
         .start_bind(network, wildcard(family, port))
-        .and_then(|()| {
-            // The WASI contract lets a host defer a bind or a listen; honour it.
-            loop {
-                match socket.finish_bind() {
-                    Err(ErrorCode::WouldBlock) => socket.subscribe().block(),
-                    result => return result,
-                }
-            }
-        });
-    let listening = bound.and_then(|()| {
-        socket.start_listen()?;
-        loop {
-            match socket.finish_listen() {
-                Err(ErrorCode::WouldBlock) => socket.subscribe().block(),
-                result => return result,
-            }
-        }
-    });
-    outcome(listening)
+        .and_then(|()| finished(|| socket.finish_bind(), || socket.subscribe()));
+    outcome(bound.and_then(|()| listen(socket).map(drop)))
 }
 
 /// A UDP socket bound to the wildcard address, then closed.
@@ -108,20 +79,6 @@ fn udp(network: &Network, family: IpAddressFamily, port: u16) -> Result<Bind, Er
     };
     let bound = socket
         .start_bind(network, wildcard(family, port))
-        .and_then(|()| {
-            loop {
-                match socket.finish_bind() {
-                    Err(ErrorCode::WouldBlock) => socket.subscribe().block(),
-                    result => return result,
-                }
-            }
-        });
+        .and_then(|()| finished(|| socket.finish_bind(), || socket.subscribe()));
     outcome(bound)
-}
-
-fn to_error(code: ErrorCode) -> Error {
-    match code {
-        ErrorCode::AccessDenied => Error::AccessDenied,
-        other => Error::Other(other.name().into()),
-    }
 }
