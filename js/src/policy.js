@@ -146,6 +146,20 @@ const PLAIN = [
 
 const MAKE = Symbol('make');
 
+// Gives `prototype` the methods `names`, each passed on unchanged to the
+// shim's socket that `inner` reads out of a policed one (its private field).
+function forward(prototype, names, inner) {
+  for (const name of names) {
+    Object.defineProperty(prototype, name, {
+      value: function (...args) {
+        return inner(this)[name](...args);
+      },
+      writable: true,
+      configurable: true,
+    });
+  }
+}
+
 // One TcpSocket class per import object, so that a socket of one instance
 // cannot be lowered into another (jco checks `instanceof` against the class
 // the `wasi:sockets/tcp` import names), as a store's resources stay in it.
@@ -155,15 +169,7 @@ function policedTcp(policy) {
     #bound = null;
 
     static {
-      for (const name of PLAIN) {
-        Object.defineProperty(TcpSocket.prototype, name, {
-          value: function (...args) {
-            return this.#inner[name](...args);
-          },
-          writable: true,
-          configurable: true,
-        });
-      }
+      forward(TcpSocket.prototype, PLAIN, (socket) => socket.#inner);
     }
 
     constructor(token, inner) {
@@ -232,15 +238,7 @@ function policedUdp(policy) {
     #inner;
 
     static {
-      for (const name of PLAIN_UDP) {
-        Object.defineProperty(UdpSocket.prototype, name, {
-          value: function (...args) {
-            return this.#inner[name](...args);
-          },
-          writable: true,
-          configurable: true,
-        });
-      }
+      forward(UdpSocket.prototype, PLAIN_UDP, (socket) => socket.#inner);
     }
 
     constructor(token, inner) {
