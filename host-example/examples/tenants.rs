@@ -5,16 +5,18 @@
 //! cargo run --release -p port-host --example tenants                   # 1, 100, 1,000 and 10,000
 //! cargo run --release -p port-host --example tenants -- --tenants 200  # one run, as CI does
 //! cargo run --release -p port-host --example tenants -- --tenants 10000 --allocator pooled
+//! cargo run --release -p port-host --example tenants -- --tenants 10000 --runtime current-thread
 //! ```
 //!
 //! Each run makes N sessions (`NetworkPolicy::loopback().confined_to(block)`),
 //! then every tenant reserves a port in its own block at once, then one
 //! tenant reserves and releases again and again while all of them hold theirs.
 //! It prints session creation time, resident memory and memory mappings per
-//! session, the time for all N to reserve, the warm reserve's p50 and p99,
-//! and the descriptors before, while held and after. Without `--tenants` it
-//! runs each N in a fresh process, so that no run inherits another's memory,
-//! and ends with the table.
+//! session, the time for all N to reserve, the warm reserve's p50 and p99
+//! beside its native twin's (the same syscalls made directly, right after
+//! each call) with a histogram of both, and the descriptors before, while
+//! held and after. Without `--tenants` it runs each N in a fresh process, so
+//! that no run inherits another's memory, and ends with the table.
 //!
 //! It exits non-zero when an invariant fails: every port distinct, every port
 //! inside its tenant's block, a neighbour's block refused, and the process's
@@ -69,9 +71,28 @@ impl Allocator {
     }
 }
 
+/// The tokio runtime the run's tasks and calls are on: most embedders run
+/// the multi-thread one; the current-thread one takes tokio's scheduling
+/// (worker wake-ups, the I/O driver on another thread) out of the figures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runtime {
+    MultiThread,
+    CurrentThread,
+}
+
+impl Runtime {
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::MultiThread => "multi-thread",
+            Runtime::CurrentThread => "current-thread",
+        }
+    }
+}
+
 struct Args {
     tenants: Option<usize>,
     allocator: Allocator,
+    runtime: Runtime,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -80,6 +101,7 @@ fn parse_args() -> Result<Args, String> {
         // The library's default (`PortHost::embedded`); `pooled` is the
         // other choice a plugin host has.
         allocator: Allocator::OnDemand,
+        runtime: Runtime::MultiThread,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(arg) = argv.next() {
@@ -102,9 +124,19 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("--allocator {other}: pooled or on-demand")),
                 }
             }
+            "--runtime" => {
+                args.runtime = match value("--runtime")?.as_str() {
+                    "multi-thread" => Runtime::MultiThread,
+                    "current-thread" => Runtime::CurrentThread,
+                    other => {
+                        return Err(format!("--runtime {other}: multi-thread or current-thread"));
+                    }
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: tenants [--tenants N] [--allocator pooled|on-demand]"
+                    "unknown argument {other}; usage: tenants [--tenants N] \
+                     [--allocator pooled|on-demand] [--runtime multi-thread|current-thread]"
                 ));
             }
         }
@@ -122,11 +154,14 @@ fn main() -> ExitCode {
     };
     match args.tenants {
         Some(n) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            match runtime.block_on(run(n, args.allocator)) {
+            let runtime = match args.runtime {
+                Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+                Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            }
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+            match runtime.block_on(run(n, args.allocator, args.runtime)) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(error) => {
@@ -135,18 +170,19 @@ fn main() -> ExitCode {
                 }
             }
         }
-        None => ladder(args.allocator),
+        None => ladder(args.allocator, args.runtime),
     }
 }
 
 /// Each N of [`LADDER`] in a process of its own, then the table.
-fn ladder(allocator: Allocator) -> ExitCode {
+fn ladder(allocator: Allocator, runtime: Runtime) -> ExitCode {
     let exe = std::env::current_exe().expect("the example's own path");
     let mut rows = Vec::new();
     let mut ok = true;
     for n in LADDER {
         let mut child = Command::new(&exe)
             .args(["--tenants", &n.to_string(), "--allocator", allocator.name()])
+            .args(["--runtime", runtime.name()])
             .stdout(Stdio::piped())
             .spawn()
             .expect("the example runs itself");
@@ -163,9 +199,10 @@ fn ladder(allocator: Allocator) -> ExitCode {
     }
     println!(
         "| tenants | session creation, each | RSS per idle session | maps per session \
-         | all reserving at once | warm reserve, one tenant (p50 / p99) | descriptors before / held / after |"
+         | all reserving at once | warm reserve, one tenant (p50 / p99) | its native twin (p50 / p99) \
+         | descriptors before / held / after |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
@@ -178,16 +215,17 @@ fn ladder(allocator: Allocator) -> ExitCode {
 }
 
 /// One run at `n` tenants. `Ok(false)` when an invariant failed.
-async fn run(n: usize, allocator: Allocator) -> wasmtime::Result<bool> {
+async fn run(n: usize, allocator: Allocator, runtime: Runtime) -> wasmtime::Result<bool> {
     // Every bound a hostile tenant meets stays at its default but the
     // live resources; the pool's slots are sized by the very same bounds.
     let store = StoreBounds::default().with_resources(RESOURCES);
     // The tenants, and the session that warms the host up.
     let limits = Limits::default().with_sessions(n + 1).with_store(store);
     println!(
-        "{n} tenants, one engine, {} allocator; per store: {} live resources, {} MiB, \
-         {} instances, {} memories, {} tables",
+        "{n} tenants, one engine, {} allocator, tokio {} runtime; per store: {} live resources, \
+         {} MiB, {} instances, {} memories, {} tables",
         allocator.name(),
+        runtime.name(),
         store.resources,
         store.memory_bytes >> 20,
         store.instances,
@@ -306,10 +344,13 @@ async fn run(n: usize, allocator: Allocator) -> wasmtime::Result<bool> {
         );
     }
 
-    // One tenant, warm, while every tenant holds its port.
+    // One tenant, warm, while every tenant holds its port; each call is
+    // followed by its native twin (the same syscalls on the same port, made
+    // directly), so that both see the same moment of the machine.
     let (session, _) = &mut tenants[0];
     let own = candidates(&blocks[0]);
     let mut warm = Vec::with_capacity(WARM_CALLS);
+    let mut native = Vec::with_capacity(WARM_CALLS);
     for call in 0..2 * WARM_CALLS {
         let started = Instant::now();
         let reservation = session.reserve_port(Some(&own), true).await?;
@@ -318,26 +359,40 @@ async fn run(n: usize, allocator: Allocator) -> wasmtime::Result<bool> {
             Ok(reservation) => reservation,
             Err(error) => wasmtime::bail!("tenant 0's warm reserve-port: {error:?}"),
         };
-        let port = session.reservation_port(&reservation).await?;
-        if !port.is_ok_and(|port| blocks[0].contains(&u32::from(port))) {
-            ok = false;
-            println!(
-                "FAILED: tenant 0's warm reserve-port gave {port:?}, outside {:?}",
+        let port = match session.reservation_port(&reservation).await? {
+            Ok(port) if blocks[0].contains(&u32::from(port)) => port,
+            port => wasmtime::bail!(
+                "tenant 0's warm reserve-port gave {port:?}, outside {:?}",
                 blocks[0]
-            );
-        }
+            ),
+        };
         session.release(&reservation).await?.ok();
         session.drop_reservation(reservation).await?;
+        let started = Instant::now();
+        let twin = native_reserve(port);
+        let native_elapsed = started.elapsed();
+        drop(twin?);
         if call >= WARM_CALLS {
             warm.push(elapsed);
+            native.push(native_elapsed);
         }
     }
     warm.sort();
+    native.sort();
     println!(
-        "warm reserve-port, tenant 0 with all {n} alive and holding: p50 {}, p99 {} ({WARM_CALLS} calls)",
+        "warm reserve-port, tenant 0 with all {n} alive and holding: p50 {}, p99 {}, max {} \
+         ({WARM_CALLS} calls); its native twin: p50 {}, p99 {}, max {}; component / native: \
+         {:.2}x at p50, {:.2}x at p99",
         micros(percentile(&warm, 50)),
         micros(percentile(&warm, 99)),
+        micros(warm[warm.len() - 1]),
+        micros(percentile(&native, 50)),
+        micros(percentile(&native, 99)),
+        micros(native[native.len() - 1]),
+        ratio(percentile(&warm, 50), percentile(&native, 50)),
+        ratio(percentile(&warm, 99), percentile(&native, 99)),
     );
+    print_histogram(&warm, &native);
     if n > 1 {
         let neighbour = candidates(&blocks[1]);
         let trespass = tenants[0]
@@ -398,7 +453,7 @@ async fn run(n: usize, allocator: Allocator) -> wasmtime::Result<bool> {
         );
     }
     println!(
-        "| {} | {} | {:.1} KiB | {:.1} | {} | {} / {} | {} / {} / {} |",
+        "| {} | {} | {:.1} KiB | {:.1} | {} | {} / {} | {} / {} | {} / {} / {} |",
         thousands(n),
         micros(total_creation / n as u32),
         per_session(idle.rss_kib, before.rss_kib),
@@ -406,11 +461,74 @@ async fn run(n: usize, allocator: Allocator) -> wasmtime::Result<bool> {
         millis(all_at_once),
         micros(percentile(&warm, 50)),
         micros(percentile(&warm, 99)),
+        micros(percentile(&native, 50)),
+        micros(percentile(&native, 99)),
         thousands(before.descriptors),
         thousands(held.descriptors),
         thousands(after.descriptors),
     );
     Ok(ok)
+}
+
+/// What `reserve-port` does for one free port, made directly with the same
+/// socket options as wasmtime-wasi's: bind 127.0.0.1 (SO_REUSEADDR,
+/// non-blocking), bind [::1] v6-only on the same port where there is IPv6
+/// loopback, then listen; the check's socket is closed, the listener
+/// returned.
+fn native_reserve(port: u16) -> std::io::Result<Socket> {
+    let bind = |addr: SocketAddr| -> std::io::Result<Socket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        Ok(socket)
+    };
+    let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+    match bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))) {
+        Ok(_) => {}
+        // No IPv6 loopback here: the component's check passes it by too.
+        Err(error) if error.kind() == std::io::ErrorKind::AddrNotAvailable => {}
+        Err(error) => return Err(error),
+    }
+    listener.listen(128)?;
+    Ok(listener)
+}
+
+/// Upper bounds (µs) of the histogram's buckets; the last bucket is open.
+const BUCKETS: [u64; 14] = [
+    10, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200, 300, 500, 1_000,
+];
+
+/// The warm calls and their native twins side by side, counted per bucket,
+/// so that a tail shows where it is and whether native calls have it too.
+fn print_histogram(component: &[Duration], native: &[Duration]) {
+    let count = |samples: &[Duration], low: u64, high: Option<u64>| {
+        samples
+            .iter()
+            .filter(|d| {
+                let us = d.as_micros() as u64;
+                us >= low && high.is_none_or(|high| us < high)
+            })
+            .count()
+    };
+    println!("histogram of the warm calls (µs): bucket, component, native");
+    let mut low = 0;
+    for high in BUCKETS.iter().copied().map(Some).chain([None]) {
+        let (c, n) = (count(component, low, high), count(native, low, high));
+        if c + n > 0 {
+            let bucket = match high {
+                Some(high) => format!("{low}–{high}"),
+                None => format!("≥ {low}"),
+            };
+            println!(
+                "  {bucket:>10} {c:>6} {n:>6}  {}",
+                "#".repeat(c.div_ceil(20))
+            );
+        }
+        low = high.unwrap_or(low);
+    }
 }
 
 /// What the process holds at one moment.
@@ -578,6 +696,10 @@ fn candidates(block: &Range<u32>) -> Candidates {
 /// The `p`th percentile of sorted `samples`.
 fn percentile(samples: &[Duration], p: usize) -> Duration {
     samples[(samples.len() * p / 100).min(samples.len() - 1)]
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
 
 fn micros(d: Duration) -> String {
