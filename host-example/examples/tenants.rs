@@ -487,10 +487,10 @@ fn native_reserve(port: u16) -> std::io::Result<Socket> {
     };
     let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
     match bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))) {
-        Ok(_) => {}
-        // No IPv6 loopback here: the component's check passes it by too.
-        Err(error) if error.kind() == std::io::ErrorKind::AddrNotAvailable => {}
-        Err(error) => return Err(error),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => return Err(error),
+        // Any other failure means no IPv6 (loopback) here, which the
+        // component's check passes by too.
+        _ => {}
     }
     listener.listen(128)?;
     Ok(listener)
