@@ -7,88 +7,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use port_host::{
     Candidates, Limits, NetworkPolicy, Pooling, PortHost, PortRange, Stderr, StoreBounds,
 };
-use socket2::{Domain, Socket, Type};
 use std::hint::black_box;
-use std::io::ErrorKind;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, TcpListener};
 
-/// What the component asks wasmtime for, asked of the OS directly: a
-/// non-blocking, SO_REUSEADDR socket bound on 127.0.0.1 and then (v6-only) on
-/// ::1, closed straight away.
-mod native {
-    use super::*;
-
-    fn bind(addr: SocketAddr) -> std::io::Result<Socket> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())?;
-        Ok(socket)
-    }
-
-    fn ipv6_allows(port: u16) -> bool {
-        match bind((Ipv6Addr::LOCALHOST, port).into()) {
-            Ok(_) => true,
-            Err(e) if e.kind() == ErrorKind::AddrInUse => false,
-            Err(_) => true,
-        }
-    }
-
-    pub fn is_free(port: u16) -> bool {
-        match bind((Ipv4Addr::LOCALHOST, port).into()) {
-            Ok(_) => ipv6_allows(port),
-            Err(e) if e.kind() == ErrorKind::AddrInUse => false,
-            Err(e) => panic!("bind: {e}"),
-        }
-    }
-
-    pub fn os_chosen() -> u16 {
-        loop {
-            let socket = bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
-            let port = socket.local_addr().unwrap().as_socket().unwrap().port();
-            if ipv6_allows(port) {
-                return port;
-            }
-        }
-    }
-
-    /// What `reserve-port` does for one free port: bind 127.0.0.1, check
-    /// ::1, then listen.
-    pub fn reserve(port: u16) -> Socket {
-        let socket = bind((Ipv4Addr::LOCALHOST, port).into()).unwrap();
-        assert!(ipv6_allows(port));
-        socket.listen(128).unwrap();
-        socket
-    }
-
-    /// As the component searches: one socket tried on candidate after
-    /// candidate while their binds fail (a failed bind leaves it unbound and
-    /// usable), then the [::1] check on the one that binds.
-    pub fn get_free_port(ports: impl IntoIterator<Item = u16>) -> u16 {
-        let mut socket: Option<Socket> = None;
-        for port in ports {
-            let addr: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
-            let unbound = match socket.take() {
-                Some(socket) => socket,
-                None => {
-                    let fresh =
-                        Socket::new(Domain::IPV4, Type::STREAM.nonblocking(), None).unwrap();
-                    fresh.set_reuse_address(true).unwrap();
-                    fresh
-                }
-            };
-            match unbound.bind(&addr.into()) {
-                Ok(()) if ipv6_allows(port) => return port,
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AddrInUse => socket = Some(unbound),
-                Err(e) => panic!("bind: {e}"),
-            }
-        }
-        os_chosen()
-    }
-}
+mod native;
 
 fn os_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -205,7 +127,9 @@ fn benches(c: &mut Criterion) {
             session.drop_reservation(held).unwrap();
         })
     });
-    group.bench_function("native", |b| b.iter(|| drop(native::reserve(free))));
+    group.bench_function("native", |b| {
+        b.iter(|| drop(native::reserve(free).unwrap()))
+    });
     group.finish();
 
     // A reservation's cost as an instance fills a range: the 1st (nothing

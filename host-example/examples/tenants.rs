@@ -41,6 +41,11 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The ports bench's native twins; this example times `reserve` only.
+#[allow(dead_code)]
+#[path = "../benches/native/mod.rs"]
+mod native;
+
 /// The ladder a run without `--tenants` climbs.
 const LADDER: [usize; 4] = [1, 100, 1_000, 10_000];
 /// Ports per tenant (see the module comment for why 3).
@@ -369,7 +374,7 @@ async fn run(n: usize, allocator: Allocator, runtime: Runtime) -> wasmtime::Resu
         session.release(&reservation).await?.ok();
         session.drop_reservation(reservation).await?;
         let started = Instant::now();
-        let twin = native_reserve(port);
+        let twin = native::reserve(port);
         let native_elapsed = started.elapsed();
         drop(twin?);
         if call >= WARM_CALLS {
@@ -468,32 +473,6 @@ async fn run(n: usize, allocator: Allocator, runtime: Runtime) -> wasmtime::Resu
         thousands(after.descriptors),
     );
     Ok(ok)
-}
-
-/// What `reserve-port` does for one free port, made directly with the same
-/// socket options as wasmtime-wasi's: bind 127.0.0.1 (SO_REUSEADDR,
-/// non-blocking), bind [::1] v6-only on the same port where there is IPv6
-/// loopback, then listen; the check's socket is closed, the listener
-/// returned.
-fn native_reserve(port: u16) -> std::io::Result<Socket> {
-    let bind = |addr: SocketAddr| -> std::io::Result<Socket> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())?;
-        Ok(socket)
-    };
-    let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
-    match bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))) {
-        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => return Err(error),
-        // Any other failure means no IPv6 (loopback) here, which the
-        // component's check passes by too.
-        _ => {}
-    }
-    listener.listen(128)?;
-    Ok(listener)
 }
 
 /// Upper bounds (µs) of the histogram's buckets; the last bucket is open.
