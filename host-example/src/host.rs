@@ -215,7 +215,7 @@ impl PortHost {
 
     /// The component linked for async calls, linked the first time it is
     /// asked for. Two threads asking at once may both link; one is kept.
-    fn linked(&self) -> Result<&PortUtilsPre<State>> {
+    pub(crate) fn linked(&self) -> Result<&PortUtilsPre<State>> {
         if let Some(pre) = self.pre.get() {
             return Ok(pre);
         }

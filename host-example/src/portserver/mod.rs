@@ -13,10 +13,17 @@
 //! reply:    PORT "\n"       in one write, then close
 //! ```
 //!
+//! The pid is read as portserver.py reads it, with Python's `int()`: ASCII
+//! white space around it (so `" PID\n"` and `"PID\r\n"` are answered), an
+//! optional sign, and single underscores between digits.
+//!
 //! On any failure (a bad request, a pid that is 0, 1, dead or another
-//! process's, no free port) the server closes without writing anything.
-//! A request is read for at most `--read-timeout` and at most 1024 bytes;
-//! anything else is closed unanswered.
+//! process's, no free port, a state file that cannot be written) the server
+//! closes without writing anything. A request is read for at most
+//! `--read-timeout` and at most 1024 bytes; anything else is closed
+//! unanswered. When every one of the server's 512 places is taken, the
+//! connection that has waited longest without sending its request is closed
+//! to make room.
 //!
 //! Request forms beyond portpicker's start with a word, which portserver.py
 //! cannot read as an integer and closes unanswered, so a client that uses
@@ -27,8 +34,8 @@
 //! socket PID COUNT "\n"     the same, each with its listening TCP socket (bound on
 //!                           [::] dual-stack, or 0.0.0.0 without IPv6) attached to
 //!                           the reply with SCM_RIGHTS, in port order
-//! release PID P1 P2 ... "\n" the ports go back to the pool, if PID holds every one;
-//!                           reply: the same ports
+//! release PID P1 P2 ... "\n" the ports go back to the pool, if PID holds every one
+//!                           and none is named twice; reply: the same ports
 //! ```
 //!
 //! A port is handed to a pid only while the pid's process lives; the
@@ -40,11 +47,15 @@
 //! binds on the pool's ports and nothing else.
 //!
 //! Assignments are kept in a state file (temp file, fsync, rename), written
-//! before any reply that depends on it; a damaged one stops the start with a
-//! clear error, or with `--accept-damaged-state` costs the ports it may hide
-//! and never hands one out twice. SIGUSR1 prints statistics to stderr; SIGTERM
-//! and SIGINT stop the server and remove its socket file.
+//! before any reply that depends on it; a batch whose write fails is undone
+//! whole. A damaged file stops the start with a clear error, or with
+//! `--accept-damaged-state` costs the ports it may hide and never hands one
+//! out twice. The address, when it is a path, must be free or hold a
+//! socket: anything else is refused and left as it is. SIGUSR1 prints
+//! statistics to stderr; SIGTERM and SIGINT stop the server and remove its
+//! socket file, and the process's earlier signal handlers are put back.
 
+mod allocator;
 mod check;
 pub mod client;
 mod fdpass;

@@ -34,14 +34,25 @@ pub fn parse_ranges(text: &str) -> Result<Vec<u16>, String> {
 }
 
 /// The managed ports and their holders.
+///
+/// Changes since the last [`Pool::commit`] can be undone with
+/// [`Pool::roll_back`]: a batch whose state write fails leaves the pool as
+/// the state file has it, so nothing is held in memory that a restart would
+/// not know of, and nothing is freed that its holder was told it still has.
 #[derive(Debug)]
 pub struct Pool {
     ports: Vec<u16>,
     holders: Vec<Option<Holder>>,
+    /// How many slots have a holder.
+    held: usize,
     /// Where the next walk starts: just past the last port handed out.
     next: usize,
     /// Slots whose holder changed since [`Pool::take_changed`] last ran.
     changed: Vec<usize>,
+    /// Each change since the last commit, with the holder it replaced.
+    undo: Vec<(usize, Option<Holder>)>,
+    /// Where the walk started at the last commit.
+    committed_next: usize,
 }
 
 impl Pool {
@@ -51,8 +62,11 @@ impl Pool {
         Pool {
             ports,
             holders,
+            held: 0,
             next: 0,
             changed: Vec::new(),
+            undo: Vec::new(),
+            committed_next: 0,
         }
     }
 
@@ -79,17 +93,46 @@ impl Pool {
         (0..len).map(move |i| (next + i) % len)
     }
 
+    /// How many ports are held.
+    pub fn held_count(&self) -> usize {
+        self.held
+    }
+
     /// Records `holder` for `slot`; the next walk starts after it.
     pub fn hand_out(&mut self, slot: usize, holder: Holder) {
-        self.holders[slot] = Some(holder);
-        self.changed.push(slot);
+        self.record(slot, Some(holder));
         self.next = (slot + 1) % self.ports.len().max(1);
     }
 
-    /// Sets the holder without moving the walk: for a loaded state.
+    /// Sets the holder without moving the walk: for a loaded state, a
+    /// release, or a dead holder's port reclaimed.
     pub fn record(&mut self, slot: usize, holder: Option<Holder>) {
-        self.holders[slot] = holder;
+        let old = std::mem::replace(&mut self.holders[slot], holder);
+        self.held = self.held + usize::from(holder.is_some()) - usize::from(old.is_some());
+        self.undo.push((slot, old));
         self.changed.push(slot);
+    }
+
+    /// Whether anything changed since the last commit.
+    pub fn has_uncommitted(&self) -> bool {
+        !self.undo.is_empty()
+    }
+
+    /// Keeps every change made since the last commit.
+    pub fn commit(&mut self) {
+        self.undo.clear();
+        self.committed_next = self.next;
+    }
+
+    /// Undoes every change made since the last commit; the slots it touched
+    /// stay in the changed list, so their state lines are formatted again.
+    pub fn roll_back(&mut self) {
+        while let Some((slot, old)) = self.undo.pop() {
+            let now = std::mem::replace(&mut self.holders[slot], old);
+            self.held = self.held + usize::from(old.is_some()) - usize::from(now.is_some());
+            self.changed.push(slot);
+        }
+        self.next = self.committed_next;
     }
 
     /// The slots changed since the last call (a slot may repeat).
@@ -98,6 +141,7 @@ impl Pool {
     }
 
     /// Every held port, in port order.
+    #[cfg(test)]
     pub fn held(&self) -> impl Iterator<Item = (u16, Holder)> + '_ {
         self.ports
             .iter()
@@ -141,5 +185,35 @@ mod tests {
         );
         assert_eq!(pool.slot(12), Some(2));
         assert_eq!(pool.slot(13), None);
+    }
+
+    #[test]
+    fn a_roll_back_restores_the_holders_the_count_and_the_walk_of_the_last_commit() {
+        let owner = |pid| {
+            Holder::Owner(Owner {
+                pid,
+                start: 9,
+                pidfs: 1,
+            })
+        };
+        let mut pool = Pool::new(vec![10, 11, 12, 13]);
+        pool.hand_out(0, owner(5));
+        pool.commit();
+        let before: Vec<_> = pool.held().collect();
+        // A batch: one port released, two handed out, one of them twice.
+        pool.record(0, None);
+        pool.hand_out(1, owner(6));
+        pool.hand_out(2, owner(7));
+        pool.hand_out(2, owner(8));
+        assert_eq!(pool.held_count(), 2);
+        pool.roll_back();
+        assert_eq!(pool.held().collect::<Vec<_>>(), before);
+        assert_eq!(pool.held_count(), 1);
+        assert_eq!(pool.walk().collect::<Vec<_>>(), [1, 2, 3, 0]);
+        // Every touched slot is listed for its state line.
+        let mut changed = pool.take_changed();
+        changed.sort_unstable();
+        changed.dedup();
+        assert_eq!(changed, [0, 1, 2]);
     }
 }

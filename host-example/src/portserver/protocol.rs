@@ -43,10 +43,27 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused(pub String);
 
-/// Whether `bytes` already hold a whole request: a newline, or more than a
-/// request may take (which can only be refused).
+/// ASCII white space as Python's `int()` skips it around the digits of a
+/// `bytes` value: space, tab, newline, carriage return, vertical tab, form
+/// feed.
+fn is_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// `bytes` without the white space before the request.
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|&b| !is_space(b))
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// Whether `bytes` already hold a whole request: a newline after something
+/// that is not white space, or more than a request may take (which can only
+/// be refused).
 pub fn complete(bytes: &[u8]) -> bool {
-    bytes.contains(&b'\n') || bytes.len() > MAX_REQUEST
+    trim_start(bytes).contains(&b'\n') || bytes.len() > MAX_REQUEST
 }
 
 /// Parses what a client sent before its newline or its end of stream.
@@ -55,20 +72,29 @@ pub fn complete(bytes: &[u8]) -> bool {
 /// portserver.py ignores it; a client that closes its side without a
 /// newline has still sent its request.
 pub fn parse(bytes: &[u8]) -> Result<Request, Refused> {
-    let line = match bytes.iter().position(|&b| b == b'\n') {
-        Some(end) => &bytes[..end],
-        None => bytes,
-    };
-    if line.len() > MAX_REQUEST {
+    if bytes.len() > MAX_REQUEST {
         return Err(Refused(format!(
             "a request of more than {MAX_REQUEST} bytes"
         )));
     }
+    let bytes = trim_start(bytes);
+    let line = match bytes.iter().position(|&b| b == b'\n') {
+        Some(end) => &bytes[..end],
+        None => bytes,
+    };
     let text =
         std::str::from_utf8(line).map_err(|_| Refused("a request that is not ASCII".into()))?;
-    if text.as_bytes().first().is_some_and(u8::is_ascii_digit) {
-        return Ok(Request::Legacy { pid: pid(text)? });
+    if text
+        .as_bytes()
+        .first()
+        .is_some_and(|&b| b.is_ascii_digit() || b == b'+' || b == b'-')
+    {
+        return Ok(Request::Legacy {
+            pid: legacy_pid(text)?,
+        });
     }
+    // A CR or spaces before the newline are the sender's line ending.
+    let text = text.trim_end_matches(|c: char| c.is_ascii() && is_space(c as u8));
     let mut words = text.split(' ');
     let form = words.next().unwrap_or_default();
     let pid = pid(words
@@ -91,6 +117,13 @@ pub fn parse(bytes: &[u8]) -> Result<Request, Refused> {
                     ports.len()
                 )));
             }
+            // A port named twice would be given back twice: refused whole,
+            // as a release of a port the asker does not hold is.
+            let mut sorted = ports.clone();
+            sorted.sort_unstable();
+            if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
+                return Err(Refused("a release that names a port twice".into()));
+            }
             Request::Release { pid, ports }
         }
         _ => return Err(Refused("an unknown request".into())),
@@ -98,6 +131,39 @@ pub fn parse(bytes: &[u8]) -> Result<Request, Refused> {
     match words.next() {
         None => Ok(request),
         Some(_) => Err(Refused("more words than the request takes".into())),
+    }
+}
+
+/// portpicker's request as portserver.py reads it, with Python's `int()` on
+/// the bytes: white space around, an optional sign, and digits that single
+/// underscores may separate. A negative pid, like 0 and 1, names no process
+/// that may hold ports: the liveness check refuses it.
+fn legacy_pid(text: &str) -> Result<u32, Refused> {
+    let bad = || Refused(format!("'{}' is not a pid", shorten(text)));
+    let number = text.trim_end_matches(|c: char| c.is_ascii() && is_space(c as u8));
+    let (negative, digits) = match number.as_bytes().first() {
+        Some(b'-') => (true, &number[1..]),
+        Some(b'+') => (false, &number[1..]),
+        _ => (false, number),
+    };
+    let valid = !digits.is_empty()
+        && !digits.starts_with('_')
+        && !digits.ends_with('_')
+        && !digits.contains("__")
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return Err(bad());
+    }
+    let digits: String = digits.chars().filter(|&c| c != '_').collect();
+    if negative {
+        // -0 is 0; any other negative pid is refused like pid 0.
+        return Ok(0);
+    }
+    // Leading zeros may be many; the value must still fit.
+    let value = digits.trim_start_matches('0');
+    match value {
+        "" => Ok(0),
+        value => value.parse().map_err(|_| bad()),
     }
 }
 
@@ -176,16 +242,48 @@ mod tests {
     }
 
     #[test]
-    fn a_pid_that_is_not_plain_digits_up_to_u32_is_refused() {
+    fn a_pid_is_read_as_portserver_pys_int_reads_the_bytes() {
+        // Every one of these is int(client_data) == 42 in portserver.py.
+        for accepted in [
+            &b" 42\n"[..],
+            b"42\r\n",
+            b"\t42\x0b\x0c\n",
+            b"+42\n",
+            b"4_2\n",
+            b"0042\n",
+            b"42 \n",
+            b"\n42\n",
+            b"42\n\n",
+        ] {
+            assert_eq!(
+                parse(accepted),
+                Ok(Request::Legacy { pid: 42 }),
+                "{:?}",
+                String::from_utf8_lossy(accepted)
+            );
+        }
+        // int() reads these as 0 or below: no process may hold ports.
+        for no_owner in [&b"-5\n"[..], b"-0\n", b"0\n", b"00\n", b"0_0\n"] {
+            assert_eq!(parse(no_owner), Ok(Request::Legacy { pid: 0 }));
+        }
+        assert!(complete(b" 42\r\n"));
+        assert!(!complete(b"\n\n"), "white space alone is no request yet");
+    }
+
+    #[test]
+    fn a_pid_that_int_refuses_or_that_passes_u32_is_refused() {
         for junk in [
-            &b"-5\n"[..],
-            b"+5\n",
-            b" 5\n",
-            b"5 \n",
-            b"5x\n",
+            &b"5x\n"[..],
             b"abc\n",
             b"\n",
             b"",
+            b"4__2\n",
+            b"_42\n",
+            b"42_\n",
+            b"0x2a\n",
+            b"4 2\n",
+            b"\xa042\n",
+            b"\x1c42\n",
             b"18446744073709551616\n",
             b"4294967296\n",
             b"\xff\xfe\n",
@@ -197,6 +295,12 @@ mod tests {
             parse(b"4294967295\n"),
             Ok(Request::Legacy { pid: u32::MAX })
         );
+    }
+
+    #[test]
+    fn a_release_that_names_a_port_twice_is_refused() {
+        assert!(parse(b"release 7 15000 15000\n").is_err());
+        assert!(parse(b"release 7 15000 15001 15000\n").is_err());
     }
 
     #[test]

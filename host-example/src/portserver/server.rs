@@ -1,39 +1,35 @@
-//! The server: an accept loop, a task per connection that reads one bounded
-//! request, and one allocator task that owns the pool and the state file.
+//! The server: an accept loop that watches its signals and its allocator, a
+//! task per connection that reads one bounded request, looks up who asks
+//! and for whom, and hands the request to the allocator (`allocator.rs`).
 //!
-//! Group commit: the allocator takes every request waiting, answers them all
-//! against the pool, writes the state once (fsync and rename), and only then
-//! lets the connections reply. One write covers a whole batch, so the cost
-//! of durability is shared by everyone waiting rather than paid per request.
+//! Connections are bounded ([`CONNECTIONS`]), but one that has not sent its
+//! request yet gives way: when every place is taken, a new connection
+//! closes the one that has waited longest without sending, so a client
+//! holding hundreds of idle connections delays nobody else by more than a
+//! request's time.
 
+use super::allocator::{Allocator, BATCH, Job};
 use super::check::Checkers;
-use super::owner::{self, Owner};
-use super::pool::{Holder, Pool};
-use super::protocol::{self, Request};
+use super::owner;
+use super::pool::Pool;
+use super::protocol;
 use super::signals::{Signal, Signals};
 use super::{Address, Config, fdpass, state};
 use crate::PortBlock;
-use std::collections::{HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{Ipv6Addr, SocketAddr, TcpListener};
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-/// Connections served at once; the rest wait in the listen backlog, so a
-/// flood of connections costs descriptors up to this and no more.
+/// Connections served at once. Past it, the connection that has waited
+/// longest without sending a request is closed for the new one.
 const CONNECTIONS: usize = 512;
-
-/// The most requests one state write covers.
-const BATCH: usize = 1024;
-
-/// The most ports checked at once: a batch's worth, spread over the
-/// checkers.
-const CHECKS_AT_ONCE: usize = 256;
 
 /// What the server counts; printed on SIGUSR1 and at exit.
 #[derive(Debug, Default)]
@@ -46,9 +42,11 @@ pub struct Stats {
     released: AtomicU64,
     batches: AtomicU64,
     state_write_micros: AtomicU64,
-    ports_checked_for_last_request: AtomicU64,
+    pub(super) ports_checked_for_last_request: AtomicU64,
     ports_held: AtomicU64,
     ports_managed: AtomicU64,
+    state_write_failures: AtomicU64,
+    idle_connections_closed: AtomicU64,
 }
 
 impl fmt::Display for Stats {
@@ -78,6 +76,16 @@ impl fmt::Display for Stats {
         writeln!(f, "ports-released {}", get(&self.released))?;
         writeln!(f, "ports-held {}", get(&self.ports_held))?;
         writeln!(f, "state-writes {}", get(&self.batches))?;
+        writeln!(
+            f,
+            "state-write-failures {}",
+            get(&self.state_write_failures)
+        )?;
+        writeln!(
+            f,
+            "idle-connections-closed {}",
+            get(&self.idle_connections_closed)
+        )?;
         write!(
             f,
             "mean-state-write-us {}",
@@ -90,17 +98,45 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// What the allocator answers a connection: the ports (and, for a `socket`
-/// request, their listening sockets), or `None` for a refusal.
-type Answer = Option<(Vec<u16>, Vec<OwnedFd>)>;
+/// What the allocator reports, once a batch is settled.
+impl Stats {
+    /// The pool's counts as they are now: they follow the pool, never the
+    /// requests, so they cannot drift from it.
+    pub(super) fn set_pool(&self, pool: &Pool) {
+        self.ports_managed
+            .store(pool.len() as u64, Ordering::Relaxed);
+        self.ports_held
+            .store(pool.held_count() as u64, Ordering::Relaxed);
+    }
 
-struct Job {
-    request: Request,
-    reply: oneshot::Sender<Answer>,
+    pub(super) fn refused(&self, requests: u64) {
+        self.denied_allocations
+            .fetch_add(requests, Ordering::Relaxed);
+    }
+
+    pub(super) fn allocated(&self, ports: u64) {
+        self.allocations.fetch_add(ports, Ordering::Relaxed);
+    }
+
+    pub(super) fn released(&self, ports: u64) {
+        self.released.fetch_add(ports, Ordering::Relaxed);
+    }
+
+    pub(super) fn state_written(&self, took: Duration) {
+        bump(&self.batches);
+        self.state_write_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn state_write_failed(&self) {
+        bump(&self.state_write_failures);
+    }
 }
 
-/// Serves until SIGTERM or SIGINT. Errors are the start's: a socket that
-/// cannot be bound, a damaged state file, a component that does not load.
+/// Serves until SIGTERM or SIGINT, and returns with its signal handlers
+/// gone. Errors are the start's (a socket that cannot be bound, a path that
+/// is not a socket, a damaged state file, a component that does not load) or
+/// the allocator's end, which leaves no request answerable.
 pub async fn serve(config: Config) -> Result<(), String> {
     let mut pool = Pool::new(config.pool.clone());
     let boot = owner::boot_id();
@@ -138,62 +174,89 @@ pub async fn serve(config: Config) -> Result<(), String> {
         )
     })?;
 
+    // The handlers come before the socket: a client that can connect can
+    // also stop the server with a signal, and never kills it by one.
+    let signals = Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
     let listener = bind(&config.address)?;
     let stats = Arc::new(Stats::default());
-    stats
-        .ports_managed
-        .store(pool.len() as u64, Ordering::Relaxed);
-    stats
-        .ports_held
-        .store(pool.held().count() as u64, Ordering::Relaxed);
     let (jobs, queue) = mpsc::channel(BATCH * 4);
-    let allocator = Allocator {
+    let allocator = Allocator::new(
         pool,
         checkers,
         lines,
-        state_file: config.state_file.clone(),
-        stats: stats.clone(),
-    };
-    tokio::spawn(allocator.run(queue));
-
-    let signals = Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
+        config.state_file.clone(),
+        stats.clone(),
+    );
+    let allocator = tokio::spawn(allocator.run(queue));
     println!(
         "portserver: serving {} ports ({}) at {}",
         stats.ports_managed.load(Ordering::Relaxed),
         config.pool_text,
         config.address
     );
-    let permits = Arc::new(Semaphore::new(CONNECTIONS));
-    loop {
-        // Biased: a signal that came before a connection is seen first.
-        tokio::select! {
-            biased;
-            signal = signals.next() => match signal {
-                Signal::Statistics => eprintln!("portserver statistics:\n{stats}"),
-                Signal::Stop => break,
-            },
-            permit = permits.clone().acquire_owned() => {
-                let Ok(permit) = permit else { break };
-                let stream = tokio::select! {
-                    biased;
-                    signal = signals.next() => match signal {
-                        Signal::Statistics => {
-                            eprintln!("portserver statistics:\n{stats}");
-                            continue;
-                        }
-                        Signal::Stop => break,
-                    },
-                    accepted = listener.accept() => accepted,
-                };
-                match stream {
-                    Ok((stream, _)) => {
-                        let (jobs, stats) = (jobs.clone(), stats.clone());
-                        let timeout = config.read_timeout;
-                        tokio::spawn(async move {
-                            connection(stream, jobs, &stats, timeout).await;
-                            drop(permit);
-                        });
+    let accepted = Accepting {
+        listener,
+        signals: &signals,
+        jobs,
+        stats: stats.clone(),
+        read_timeout: config.read_timeout,
+    }
+    .run(allocator)
+    .await;
+    if let Address::Path(path) = &config.address {
+        let _ = std::fs::remove_file(path);
+    }
+    drop(signals);
+    match &accepted {
+        Ok(()) => eprintln!("portserver: stopped\n{stats}"),
+        Err(_) => eprintln!("portserver: statistics at the failure\n{stats}"),
+    }
+    accepted
+}
+
+/// The accept loop's pieces.
+struct Accepting<'a> {
+    listener: UnixListener,
+    signals: &'a Signals,
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<Stats>,
+    read_timeout: Duration,
+}
+
+impl Accepting<'_> {
+    /// Accepts until a stop signal (`Ok`) or the allocator's end (`Err`: it
+    /// only ends by a panic or a bug while the server holds its queue, and
+    /// a server without it would close every request unanswered).
+    async fn run(self, mut allocator: JoinHandle<()>) -> Result<(), String> {
+        let permits = Arc::new(Semaphore::new(CONNECTIONS));
+        let waiting = Arc::new(Waiting::default());
+        // A connection accepted while every place was taken, waiting for
+        // the place that the one it closed gives up.
+        let mut pending: Option<UnixStream> = None;
+        loop {
+            // Biased: a signal that came before a connection is seen first.
+            tokio::select! {
+                biased;
+                signal = self.signals.next() => match signal {
+                    Signal::Statistics => eprintln!("portserver statistics:\n{}", self.stats),
+                    Signal::Stop => return Ok(()),
+                },
+                ended = &mut allocator => return Err(allocator_failure(ended)),
+                permit = permits.clone().acquire_owned(), if pending.is_some() => {
+                    if let (Ok(permit), Some(stream)) = (permit, pending.take()) {
+                        self.spawn(stream, permit, &waiting);
                     }
+                }
+                accepted = self.listener.accept(), if pending.is_none() => match accepted {
+                    Ok((stream, _)) => match permits.clone().try_acquire_owned() {
+                        Ok(permit) => self.spawn(stream, permit, &waiting),
+                        Err(_) => {
+                            if waiting.close_oldest() {
+                                bump(&self.stats.idle_connections_closed);
+                            }
+                            pending = Some(stream);
+                        }
+                    },
                     // Out of descriptors, or a connection reset before it was
                     // accepted: the server goes on; a short pause lets
                     // descriptors come back instead of spinning.
@@ -201,20 +264,85 @@ pub async fn serve(config: Config) -> Result<(), String> {
                         eprintln!("warning: accept failed: {error}");
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                }
+                },
             }
         }
     }
-    if let Address::Path(path) = &config.address {
-        let _ = std::fs::remove_file(path);
+
+    fn spawn(&self, stream: UnixStream, permit: OwnedSemaphorePermit, waiting: &Arc<Waiting>) {
+        let (jobs, stats, waiting) = (self.jobs.clone(), self.stats.clone(), waiting.clone());
+        let timeout = self.read_timeout;
+        tokio::spawn(async move {
+            connection(stream, jobs, &stats, timeout, &waiting).await;
+            drop(permit);
+        });
     }
-    eprintln!("portserver: stopped\n{stats}");
-    Ok(())
 }
 
-/// The listening socket; a socket file left by a server that was killed is
-/// replaced, a live server's is not.
+/// Why the allocator's end stops the server, in one line.
+fn allocator_failure(ended: Result<(), tokio::task::JoinError>) -> String {
+    let why = match ended {
+        Ok(()) => "it returned while the server was running".to_owned(),
+        Err(error) if error.is_panic() => {
+            let panic = error.into_panic();
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            format!("it panicked: {text}")
+        }
+        Err(error) => error.to_string(),
+    };
+    format!(
+        "the port server's allocator stopped ({why}); no request can be answered, so the server stops"
+    )
+}
+
+/// Connections still sending their request, oldest first, each with the
+/// means to close it.
+#[derive(Default)]
+struct Waiting {
+    next: AtomicU64,
+    closers: Mutex<BTreeMap<u64, oneshot::Sender<()>>>,
+}
+
+impl Waiting {
+    /// A new connection's place in line and the signal that closes it.
+    fn enter(&self) -> (u64, oneshot::Receiver<()>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (closer, closed) = oneshot::channel();
+        self.closers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id, closer);
+        (id, closed)
+    }
+
+    /// The connection's request came (or it ended): it is no longer idle.
+    fn leave(&self, id: u64) {
+        self.closers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&id);
+    }
+
+    /// Closes the connection that has waited longest; false if none waits.
+    fn close_oldest(&self) -> bool {
+        let oldest = self
+            .closers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop_first();
+        oldest.is_some_and(|(_, closer)| closer.send(()).is_ok())
+    }
+}
+
+/// The listening socket. A socket file left by a server that was killed is
+/// replaced; a live server's is not, and nothing that is not a socket is
+/// ever removed: a mistyped path must not cost a file.
 fn bind(address: &Address) -> Result<UnixListener, String> {
+    use std::os::unix::fs::FileTypeExt;
     use std::os::unix::net::{
         SocketAddr as UnixAddr, UnixListener as StdListener, UnixStream as StdStream,
     };
@@ -226,11 +354,30 @@ fn bind(address: &Address) -> Result<UnixListener, String> {
             StdListener::bind_addr(&addr).map_err(error)?
         }
         Address::Path(path) => {
-            if path.exists() {
-                if StdStream::connect(path).is_ok() {
-                    return Err(format!("a server is already listening at {address}"));
+            match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.file_type().is_socket() => {
+                    if StdStream::connect(path).is_ok() {
+                        return Err(format!("a server is already listening at {address}"));
+                    }
+                    std::fs::remove_file(path).map_err(error)?;
                 }
-                std::fs::remove_file(path).map_err(error)?;
+                Ok(meta) => {
+                    let kind = if meta.is_dir() {
+                        "a directory"
+                    } else if meta.is_symlink() {
+                        "a symbolic link"
+                    } else if meta.is_file() {
+                        "a regular file"
+                    } else {
+                        "a file that is not a socket"
+                    };
+                    return Err(format!(
+                        "cannot listen at {address}: it is {kind}, not a socket; \
+                         it was left as it is (name a path that is free or holds a socket)"
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(error(e)),
             }
             StdListener::bind(path).map_err(error)?
         }
@@ -239,25 +386,36 @@ fn bind(address: &Address) -> Result<UnixListener, String> {
     UnixListener::from_std(listener).map_err(error)
 }
 
-/// One connection: a bounded read, the peer's credentials, the allocator's
+/// One connection: a bounded read, who asks and for whom, the allocator's
 /// answer, one write, close. Anything wrong ends in a close without a reply.
 async fn connection(
     mut stream: UnixStream,
     jobs: mpsc::Sender<Job>,
     stats: &Stats,
     timeout: Duration,
+    waiting: &Waiting,
 ) {
     bump(&stats.requests);
-    let request = match tokio::time::timeout(timeout, read_request(&mut stream)).await {
-        Ok(Some(bytes)) => protocol::parse(&bytes),
-        _ => Err(protocol::Refused("no whole request in time".into())),
+    let (place, closed) = waiting.enter();
+    let read = tokio::select! {
+        biased;
+        read = tokio::time::timeout(timeout, read_request(&mut stream)) => read.ok().flatten(),
+        _ = closed => None,
     };
-    let request = match request {
-        Ok(request) => request,
-        Err(_) => {
+    waiting.leave(place);
+    let request = match read.map(|bytes| protocol::parse(&bytes)) {
+        Some(Ok(request)) => request,
+        _ => {
             bump(&stats.client_request_errors);
             return;
         }
+    };
+    // portserver.py's rule: pids <= 0, init and dead pids get nothing. The
+    // lookup (a /proc read, a pidfd) is made here, beside the other
+    // connections, not in the allocator that serves them all.
+    let Some(owner) = owner::live_owner(request.pid()) else {
+        bump(&stats.denied_allocations);
+        return;
     };
     // SO_PEERCRED: who connected, as the kernel says. A client may ask for
     // itself, for a process it started (a test runner for its test) or for
@@ -276,18 +434,27 @@ async fn connection(
         return;
     }
     let (reply, answer) = oneshot::channel();
-    if jobs.send(Job { request, reply }).await.is_err() {
+    let job = Job {
+        request,
+        owner,
+        reply,
+    };
+    if jobs.send(job).await.is_err() {
         return;
     }
-    let Ok(Some((ports, sockets))) = answer.await else {
+    let Ok(Some(granted)) = answer.await else {
         return;
     };
-    let line = protocol::reply(&ports);
-    if sockets.is_empty() {
+    let line = protocol::reply(&granted.ports);
+    if granted.sockets.is_empty() {
         // One write, as portpicker's clients read a single chunk.
         let _ = stream.write_all(line.as_bytes()).await;
     } else {
-        let fds: Vec<_> = sockets.iter().map(|socket| socket.as_fd()).collect();
+        let fds: Vec<_> = granted
+            .sockets
+            .iter()
+            .map(|socket| socket.as_fd())
+            .collect();
         let _ = stream
             .async_io(Interest::WRITABLE, || {
                 fdpass::send(stream.as_fd(), line.as_bytes(), &fds)
@@ -314,247 +481,36 @@ async fn read_request(stream: &mut UnixStream) -> Option<Vec<u8>> {
     }
 }
 
-/// Where a batch's ports come from: one walk of the pool, and the slots
-/// already checked free on it.
-struct Supply {
-    walk: Box<dyn Iterator<Item = usize> + Send>,
-    free: VecDeque<usize>,
-    /// Ports the batch's requests still ask for.
-    wanted: usize,
-    /// Whether each earlier holder met on the walk still lives.
-    alive: HashMap<Owner, bool>,
-    checked: u64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::portserver::signals::TEST_LOCK;
 
-/// How many ports a take request asks for (0 for a release).
-fn ports_wanted(request: &Request) -> usize {
-    match request {
-        Request::Legacy { .. } => 1,
-        Request::Get { count, .. } | Request::Socket { count, .. } => *count,
-        Request::Release { .. } => 0,
+    #[test]
+    fn the_allocators_end_stops_the_server_with_its_reason() {
+        let _alone = TEST_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let stopped = runtime.block_on(async {
+            let signals = Signals::install().unwrap();
+            let name = format!("port-host-unit-allocator-{}", std::process::id());
+            let listener = bind(&Address::Abstract(name.into_bytes())).unwrap();
+            let (jobs, _queue) = mpsc::channel(1);
+            let allocator = tokio::spawn(async { panic!("a bug in the pool") });
+            Accepting {
+                listener,
+                signals: &signals,
+                jobs,
+                stats: Arc::new(Stats::default()),
+                read_timeout: Duration::from_secs(1),
+            }
+            .run(allocator)
+            .await
+        });
+        let error = stopped.unwrap_err();
+        assert!(error.contains("allocator stopped"), "{error}");
+        assert!(error.contains("a bug in the pool"), "{error}");
     }
-}
-
-struct Allocator {
-    pool: Pool,
-    checkers: Checkers,
-    lines: state::Lines,
-    state_file: std::path::PathBuf,
-    stats: Arc<Stats>,
-}
-
-impl Allocator {
-    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
-        let mut batch = Vec::with_capacity(BATCH);
-        while queue.recv_many(&mut batch, BATCH).await > 0 {
-            let answers = self.answer_batch(&batch).await;
-            let changed = answers.iter().any(Option::is_some);
-            if changed && !self.persist().await {
-                // Nothing is promised that the state does not record: every
-                // connection of the batch is closed without a reply.
-                batch.clear();
-                continue;
-            }
-            for (job, answer) in batch.drain(..).zip(answers) {
-                if answer.is_none() {
-                    bump(&self.stats.denied_allocations);
-                }
-                let _ = job.reply.send(answer);
-            }
-        }
-    }
-
-    /// Answers a batch in the order it came. Its ports are checked ahead,
-    /// as many as it asks for at once, on every checker.
-    async fn answer_batch(&mut self, batch: &[Job]) -> Vec<Answer> {
-        // portserver.py's rule: pids <= 0, init and dead pids get nothing.
-        let owners: Vec<Option<Owner>> = batch
-            .iter()
-            .map(|job| owner::live_owner(job.request.pid()))
-            .collect();
-        let wanted = batch
-            .iter()
-            .zip(&owners)
-            .filter(|(_, owner)| owner.is_some())
-            .map(|(job, _)| ports_wanted(&job.request))
-            .sum();
-        let mut supply = Supply {
-            walk: Box::new(self.pool.walk()),
-            free: VecDeque::new(),
-            wanted,
-            alive: HashMap::new(),
-            checked: 0,
-        };
-        let mut answers = Vec::with_capacity(batch.len());
-        for (job, owner) in batch.iter().zip(owners) {
-            let answer = match (owner, &job.request) {
-                (None, _) => None,
-                (Some(owner), Request::Release { ports, .. }) => self.release(owner, ports),
-                (Some(owner), request) => {
-                    let sockets = matches!(request, Request::Socket { .. });
-                    self.take(owner, ports_wanted(request), sockets, &mut supply)
-                        .await
-                }
-            };
-            answers.push(answer);
-        }
-        self.stats
-            .ports_checked_for_last_request
-            .store(supply.checked, Ordering::Relaxed);
-        answers
-    }
-
-    /// Writes the state off the async threads; false (and a warning) if it
-    /// could not be written.
-    async fn persist(&mut self) -> bool {
-        for slot in self.pool.take_changed() {
-            self.lines.update(&self.pool, slot);
-        }
-        let text = self.lines.text();
-        let path = self.state_file.clone();
-        let started = Instant::now();
-        let written = tokio::task::spawn_blocking(move || state::write(&path, &text)).await;
-        let micros = started.elapsed().as_micros() as u64;
-        self.stats
-            .state_write_micros
-            .fetch_add(micros, Ordering::Relaxed);
-        bump(&self.stats.batches);
-        match written {
-            Ok(Ok(())) => true,
-            Ok(Err(error)) => {
-                eprintln!(
-                    "warning: cannot write the state file {}: {error}",
-                    self.state_file.display()
-                );
-                false
-            }
-            Err(error) => {
-                eprintln!("warning: the state writer failed: {error}");
-                false
-            }
-        }
-    }
-
-    /// The next slot that is the pool's to give and checked free, checking
-    /// as many at once as the batch still wants.
-    async fn next_free(&mut self, supply: &mut Supply) -> Option<usize> {
-        if supply.free.is_empty() {
-            let chunk = supply.wanted.clamp(1, CHECKS_AT_ONCE);
-            let mut slots = Vec::with_capacity(chunk);
-            while slots.len() < chunk {
-                let Some(slot) = supply.walk.next() else {
-                    break;
-                };
-                let reclaimable = match self.pool.holder(slot) {
-                    None => true,
-                    Some(Holder::Unknown) => false,
-                    Some(Holder::Owner(holder)) => !*supply
-                        .alive
-                        .entry(holder)
-                        .or_insert_with(|| owner::alive(holder)),
-                };
-                if reclaimable {
-                    slots.push(slot);
-                }
-            }
-            let ports: Vec<u16> = slots.iter().map(|&slot| self.pool.port(slot)).collect();
-            supply.checked += ports.len() as u64;
-            for (slot, answer) in slots.into_iter().zip(self.checkers.check(&ports).await) {
-                match answer {
-                    Ok(true) => supply.free.push_back(slot),
-                    Ok(false) => {}
-                    Err(error) => eprintln!("warning: {error:#}"),
-                }
-            }
-        }
-        supply.free.pop_front()
-    }
-
-    /// `count` ports for `owner`, all or none; with `sockets`, each with a
-    /// listening socket bound here, so nobody can take it on the way.
-    async fn take(
-        &mut self,
-        owner: Owner,
-        count: usize,
-        sockets: bool,
-        supply: &mut Supply,
-    ) -> Answer {
-        let mut taken: Vec<(usize, Option<OwnedFd>)> = Vec::with_capacity(count);
-        while taken.len() < count {
-            let Some(slot) = self.next_free(supply).await else {
-                break;
-            };
-            let socket = if sockets {
-                match listen(self.pool.port(slot)) {
-                    Ok(socket) => Some(socket),
-                    Err(_) => continue,
-                }
-            } else {
-                None
-            };
-            taken.push((slot, socket));
-        }
-        supply.wanted = supply.wanted.saturating_sub(count);
-        if taken.len() < count {
-            // All or none: what this request found free is the next one's.
-            for (slot, _) in taken.into_iter().rev() {
-                supply.free.push_front(slot);
-            }
-            return None;
-        }
-        let mut ports = Vec::with_capacity(count);
-        let mut fds = Vec::new();
-        for (slot, socket) in taken {
-            if self.pool.holder(slot).is_none() {
-                bump(&self.stats.ports_held);
-            }
-            self.pool.hand_out(slot, Holder::Owner(owner));
-            ports.push(self.pool.port(slot));
-            fds.extend(socket);
-        }
-        self.stats
-            .allocations
-            .fetch_add(count as u64, Ordering::Relaxed);
-        Some((ports, fds))
-    }
-
-    /// Gives `ports` back, if `owner` holds every one of them.
-    fn release(&mut self, owner: Owner, ports: &[u16]) -> Answer {
-        let slots: Vec<usize> = ports
-            .iter()
-            .map(|&port| self.pool.slot(port))
-            .collect::<Option<_>>()?;
-        if slots
-            .iter()
-            .any(|&slot| self.pool.holder(slot) != Some(Holder::Owner(owner)))
-        {
-            return None;
-        }
-        for &slot in &slots {
-            self.pool.record(slot, None);
-        }
-        self.stats
-            .released
-            .fetch_add(slots.len() as u64, Ordering::Relaxed);
-        self.stats
-            .ports_held
-            .fetch_sub(slots.len() as u64, Ordering::Relaxed);
-        Some((ports.to_vec(), Vec::new()))
-    }
-}
-
-/// A TCP socket listening on `port` on every address: `[::]` dual-stack where
-/// the host has IPv6, 0.0.0.0 where it has not.
-fn listen(port: u16) -> std::io::Result<OwnedFd> {
-    let no_ipv6 = |error: &std::io::Error| {
-        matches!(
-            error.raw_os_error(),
-            Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
-        )
-    };
-    let listener = match TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))) {
-        Err(error) if no_ipv6(&error) => TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))?,
-        bound => bound?,
-    };
-    Ok(listener.into())
 }

@@ -2,7 +2,7 @@
 //! killed and reaped when the guard drops, whatever the test did. A hung
 //! child fails its test; it never hangs the suite.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -17,6 +17,8 @@ pub struct Child {
     lines: Option<Receiver<String>>,
     /// All of stderr, read to its end by a thread, when stderr is piped.
     stderr: Option<thread::JoinHandle<String>>,
+    /// Lines of stderr as the same thread reads them.
+    err_lines: Option<Receiver<String>>,
 }
 
 impl Child {
@@ -47,17 +49,30 @@ impl Child {
             });
             receiver
         });
-        let stderr = child.stderr.take().map(|mut stderr| {
+        let (err_sender, err_receiver) = mpsc::channel();
+        let stderr = child.stderr.take().map(|stderr| {
             thread::spawn(move || {
-                let mut text = Vec::new();
-                let _ = stderr.read_to_end(&mut text);
-                String::from_utf8_lossy(&text).into_owned()
+                let mut text = String::new();
+                let mut reader = BufReader::new(stderr);
+                let mut line = Vec::new();
+                while reader
+                    .read_until(b'\n', &mut line)
+                    .is_ok_and(|read| read > 0)
+                {
+                    let piece = String::from_utf8_lossy(&line);
+                    text.push_str(&piece);
+                    let _ = err_sender.send(piece.trim_end_matches('\n').to_owned());
+                    line.clear();
+                }
+                text
             })
         });
+        let err_lines = stderr.is_some().then_some(err_receiver);
         Child {
             child,
             lines,
             stderr,
+            err_lines,
         }
     }
 
@@ -76,6 +91,15 @@ impl Child {
     pub fn try_line(&mut self) -> Option<String> {
         let lines = self.lines.as_ref().expect("stdout is piped");
         lines.recv_timeout(PATIENCE).ok()
+    }
+
+    /// The next line of stderr, within [`PATIENCE`]; panics when none comes.
+    /// [`Child::finish`] still returns the whole of stderr.
+    pub fn err_line(&mut self) -> String {
+        let lines = self.err_lines.as_ref().expect("stderr is piped");
+        lines
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("the child wrote no line to stderr within {PATIENCE:?}"))
     }
 
     /// The next `count` lines of stdout, each within [`PATIENCE`].
