@@ -195,10 +195,7 @@ impl PortHost {
     /// A fresh store and instance under `network`, for sync calls. Every
     /// call, instantiation included, ends within `limits.call_timeout`.
     pub fn session(&self, network: NetworkPolicy, stderr: Stderr) -> Result<Session> {
-        let session = crate::session::blocking(|| {
-            wasmtime_wasi::runtime::in_tokio(self.async_session(network, stderr))
-        })?;
-        Ok(Session::new(session))
+        Session::start(async || self.async_session(network, stderr).await)
     }
 
     /// A fresh store and instance under `network`, for async calls. Every

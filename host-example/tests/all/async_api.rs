@@ -210,3 +210,29 @@ fn many_async_sessions_on_one_engine_answer_concurrently() {
         }
     });
 }
+
+#[test]
+fn a_sync_session_ends_a_spinning_or_blocked_guest_at_its_deadline_on_its_own_runtime() {
+    // The sync session drives its calls on a current-thread runtime of its
+    // own: the deadline's timer fires there only because the guest yields at
+    // each epoch tick (spinning) or waits on the runtime (blocked in accept).
+    let timeout = Duration::from_millis(500);
+    let host = hostile_host(timeout);
+    for behaviour in [3, 1] {
+        let mut stuck = host
+            .session(NetworkPolicy::loopback(), Stderr::Capture)
+            .unwrap();
+        let started = Instant::now();
+        let error = stuck.is_free_port(behaviour).unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(
+            error
+                .downcast_ref::<DeadlineExceeded>()
+                .map(|late| late.timeout),
+            Some(timeout),
+            "behaviour {behaviour}: {error:?}"
+        );
+        assert!(took >= timeout, "ended early, after {took:?}");
+        assert!(took < timeout * 10, "ended after {took:?}");
+    }
+}

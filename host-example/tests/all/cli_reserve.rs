@@ -2,12 +2,12 @@
 //! and the proof across processes that a reservation cannot be handed out
 //! twice.
 
-use crate::common::child::Child;
+use crate::common::child::{Child, PATIENCE};
 use crate::common::{block, free_block, natively_free};
 use port_host::{NetworkPolicy, Stderr};
 use std::process::{Command, Output};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn port_host(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_port-host"))
@@ -28,6 +28,20 @@ fn range_arg(start: u16, len: u16) -> String {
     format!("{start}..{}", start + len)
 }
 
+/// Whether a thread of process `pid` is blocked in read(2) on descriptor 0
+/// (/proc/PID/task/TID/syscall: the call's number, then its arguments).
+fn reads_stdin(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).any(|task| {
+        std::fs::read_to_string(task.path().join("syscall")).is_ok_and(|call| {
+            let mut words = call.split_whitespace();
+            words.next() == Some(&libc::SYS_read.to_string()) && words.next() == Some("0x0")
+        })
+    })
+}
+
 #[test]
 fn reserve_holds_the_port_until_stdin_closes() {
     let start = free_block(3);
@@ -35,8 +49,16 @@ fn reserve_holds_the_port_until_stdin_closes() {
     let port = port_of(&mut reserving);
     assert_eq!(port, start);
     assert!(!natively_free(port));
-    // Still held a moment later: the process waits, it does not just print.
-    thread::sleep(Duration::from_millis(200));
+    // The process waits on its stdin, holding the port: it does not just
+    // print and go. Polled, not slept: some thread of it sits in read(0).
+    let waiting = Instant::now();
+    while !reads_stdin(reserving.id()) {
+        assert!(
+            waiting.elapsed() < PATIENCE,
+            "port-host reserve never waited on its stdin"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
     assert!(!natively_free(port));
 
     drop(reserving.stdin());
