@@ -22,8 +22,14 @@ class PortStatus:
 class Reservation:
     """A port held by a listening socket on 127.0.0.1 until released.
 
-    A context manager (``with reserve_port(...) as r:``); released when
-    collected, too.
+    A context manager (``with reserve_port(...) as r:``). One collected
+    unreleased is freed soon after, by its host's release thread: the
+    finaliser itself makes no call.
+
+    In a child forked from the process that made it, the reservation is the
+    parent's: ``held`` is ``False``, ``repr`` says ``held by process N``
+    (the parent; or how it ended before the fork), ``release()`` does
+    nothing and ``socket()`` raises ``ComponentError``.
     """
 
     @property
@@ -31,7 +37,7 @@ class Reservation:
         """The reserved port (still readable after the reservation ended)."""
     @property
     def held(self) -> bool:
-        """Whether this reservation still holds the port."""
+        """Whether this process holds the port through this reservation."""
     def release(self) -> None:
         """Frees the port at once. Calling it again does nothing."""
     def socket(self) -> socket.socket:
@@ -40,7 +46,9 @@ class Reservation:
         reservation ends and the socket is the caller's to close.
 
         Raises ``ReservationEnded`` if the reservation was released or its
-        socket taken."""
+        socket taken, ``ComponentError`` in a forked child. Should
+        ``socket.socket`` itself fail, the descriptor is closed and the port
+        freed."""
     def __enter__(self) -> "Reservation": ...
     def __exit__(
         self,

@@ -14,6 +14,11 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 pub struct Fd(OwnedFd);
 
 impl Fd {
+    /// The number, still owned here.
+    pub fn as_raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
     /// Hands the descriptor over; the caller closes it.
     pub fn into_raw(self) -> RawFd {
         self.0.into_raw_fd()

@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -43,6 +44,17 @@ def free_block(size):
         if all(natively_free(p) for p in range(start, start + size)):
             return start
     raise RuntimeError(f"no {size} consecutive free ports found below 32768")
+
+
+def eventually(done, within=60.0):
+    """Whether `done()` comes true, polled until `within` seconds pass: a
+    bound for what happens soon after (never a measure of how soon)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        time.sleep(0.01)
+    return done()
 
 
 def hold(port):

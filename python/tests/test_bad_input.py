@@ -147,6 +147,28 @@ def test_wrong_host_setting_types_are_type_errors(kwargs):
         Host(**kwargs)
 
 
-def test_the_module_still_works_after_all_that(block):
+def test_the_module_still_works_after_bad_input(block):
+    # Every kind of refusal first, in this test, so that it means the same
+    # run alone or after the others.
+    for port in (True, -1, 2**70, 0, 1.0, None, "8080", object()):
+        with pytest.raises((TypeError, ValueError)):
+            is_free_port(port)
+    for ports in (range(2**70, 2**71), [block, 70000], ["8080"], 5):
+        with pytest.raises((TypeError, ValueError)):
+            get_free_port(ports)
+
+    def broken():
+        yield block
+        raise KeyError("from the generator")
+
+    with pytest.raises(KeyError):
+        get_free_port(broken())
+    for count in (0, 2**70, True, None):
+        with pytest.raises((TypeError, ValueError)):
+            reserve_ports(count)
+    with pytest.raises(ValueError):
+        Host(port_block=range(20000, 70000))
     assert is_free_port(block) is True
     assert hbutils_port.get_free_port([block]) == block
+    with hbutils_port.reserve_port([block]) as r:
+        assert r.port == block

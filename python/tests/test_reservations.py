@@ -2,6 +2,7 @@
 or handed over as the very listening socket."""
 
 import gc
+import os
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from hbutils_port import (
     reserve_ports,
 )
 
-from conftest import natively_free
+from conftest import eventually, natively_free
 
 
 def bind_refused(port):
@@ -55,9 +56,11 @@ def test_a_reservation_is_a_context_manager(block):
 
 
 def test_a_collected_reservation_frees_its_port(block):
+    # The finaliser makes no call (it runs with the GIL held): the host's
+    # release thread frees the port, soon after.
     port = reserve_port(range(block, block + 16)).port
     gc.collect()
-    assert natively_free(port)
+    assert eventually(lambda: natively_free(port))
 
 
 def test_reservations_continue_through_a_range_and_never_repeat(block):
@@ -115,6 +118,26 @@ def test_the_socket_is_the_listener_and_the_port_is_never_free_in_between(block)
         r.release()  # the socket is the caller's now: nothing to do
         assert bind_refused(port)
     assert natively_free(port)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc/self/fd here")
+def test_a_socket_python_refuses_leaves_no_descriptor_behind(block, monkeypatch):
+    r = reserve_port(range(block, block + 16))
+    before = len(os.listdir("/proc/self/fd"))
+
+    def refuse(*args, **kwargs):
+        raise OSError("no socket objects today")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    with pytest.raises(OSError, match="no socket objects today"):
+        r.socket()
+    monkeypatch.undo()
+    # The store's listener and the duplicate handed over are both closed.
+    assert len(os.listdir("/proc/self/fd")) <= before - 1
+    assert natively_free(r.port)
+    assert not r.held and "released" in repr(r)
+    with pytest.raises(ReservationEnded):
+        r.socket()
 
 
 def test_socket_after_release_is_refused(block):
