@@ -5,6 +5,7 @@
 //! [`reservation`] to the `wasi:sockets` probe; natively it is just that logic,
 //! so the rules are tested without a runtime.
 
+pub mod freeness;
 pub mod reservation;
 pub mod search;
 

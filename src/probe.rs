@@ -16,8 +16,9 @@
 //! that is filling up, most candidates fail, and one `start-bind` is then all
 //! a held port costs, where a fresh socket would add its creation and drop.
 
+use crate::freeness::{self, Binder, Place, Refusal, Wildcard};
 use crate::search::{Error, PortSet, Probe, Take};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use wasi::io::poll::Pollable;
 use wasi::sockets::instance_network::instance_network;
 use wasi::sockets::network::{
@@ -32,12 +33,12 @@ use wasi::sockets::tcp_create_socket::create_tcp_socket;
 const OS_CHOICE_ATTEMPTS: usize = 8;
 
 /// The first step of taking a port the OS picks: bound on 127.0.0.1:0. `None`
-/// when the OS has no port left to bind (Linux's `bind` fails with
-/// address-in-use once its ephemeral range is used up).
+/// when the OS has no port left to bind: Linux's `bind` then fails with
+/// address-in-use, BSD's with address-not-available.
 fn bind_os_chosen(probe: &mut WasiProbe) -> Result<Option<(u16, TcpSocket)>, Error> {
     match probe.bind_loopback(IpAddressFamily::Ipv4, 0) {
         Ok(socket) => Ok(Some((port_of(&socket)?, socket))),
-        Err(ErrorCode::AddressInUse) => Ok(None),
+        Err(ErrorCode::AddressInUse | ErrorCode::AddressNotBindable) => Ok(None),
         Err(code) => Err(to_error(code)),
     }
 }
@@ -52,6 +53,18 @@ thread_local! {
     /// per port: constant time however many are held, no hashing code, and
     /// zeroed memory the component does not ship.
     static HELD: RefCell<PortSet> = const { RefCell::new(PortSet::new()) };
+
+    /// Whether the host grants the wildcard probes (see `freeness`): learned
+    /// at the first one, for the instance's life.
+    static WILDCARD: Cell<Wildcard> = const { Cell::new(Wildcard::Unknown) };
+}
+
+/// Runs `decide` with the instance's knowledge of the wildcard grant.
+fn with_wildcard<T>(decide: impl FnOnce(&mut Wildcard) -> T) -> T {
+    let mut wildcard = WILDCARD.get();
+    let answer = decide(&mut wildcard);
+    WILDCARD.set(wildcard);
+    answer
 }
 
 /// What one loopback bind found; mirrors the WIT `family-status`.
@@ -123,16 +136,48 @@ impl WasiProbe {
             Err(code) => Err(to_error(code)),
         }
     }
+}
 
-    /// Whether [::1]:`port` is free; a host without IPv6 loopback leaves the
-    /// answer to IPv4 rather than calling every port busy.
-    fn ipv6_allows(&mut self, port: u16) -> Result<bool, Error> {
-        match self.bind_loopback(IpAddressFamily::Ipv6, port) {
-            Ok(_) => Ok(true),
-            Err(ErrorCode::AddressInUse) => Ok(false),
-            Err(ErrorCode::NotSupported | ErrorCode::AddressNotBindable) => Ok(true),
-            Err(code) => Err(to_error(code)),
+impl Binder for WasiProbe {
+    type Socket = TcpSocket;
+
+    fn bind(&mut self, place: Place, port: u16) -> Result<TcpSocket, Refusal> {
+        let bound = match place {
+            Place::Loopback4 => self.bind_loopback(IpAddressFamily::Ipv4, port),
+            Place::Loopback6 => self.bind_loopback(IpAddressFamily::Ipv6, port),
+            Place::Wildcard4 => bind_wildcard(IpAddressFamily::Ipv4, port),
+            Place::Wildcard6 => bind_wildcard(IpAddressFamily::Ipv6, port),
+        };
+        bound.map_err(refusal)
+    }
+
+    fn listen(&mut self, socket: TcpSocket) -> Result<TcpSocket, Refusal> {
+        listen(socket).map_err(refusal)
+    }
+
+    fn port_of(&mut self, socket: &TcpSocket) -> Result<u16, Refusal> {
+        match socket.local_address().map_err(refusal)? {
+            IpSocketAddress::Ipv4(address) => Ok(address.port),
+            IpSocketAddress::Ipv6(address) => Ok(address.port),
         }
+    }
+}
+
+/// A fresh socket bound to the wildcard address: a guard, never listening.
+fn bind_wildcard(family: IpAddressFamily, port: u16) -> Result<TcpSocket, ErrorCode> {
+    let socket = create_tcp_socket(family)?;
+    let address = socket_address(family, port, (0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 0, 0));
+    NETWORK.with(|network| socket.start_bind(network, address))?;
+    finished(|| socket.finish_bind(), || socket.subscribe()).map(|()| socket)
+}
+
+/// A `wasi:sockets` error as the decisions read it.
+fn refusal(code: ErrorCode) -> Refusal {
+    match code {
+        ErrorCode::AddressInUse => Refusal::InUse,
+        ErrorCode::NotSupported | ErrorCode::AddressNotBindable => Refusal::NoFamily,
+        ErrorCode::AccessDenied => Refusal::Denied,
+        other => Refusal::Other(other.name().into()),
     }
 }
 
@@ -194,13 +239,7 @@ pub(crate) fn to_error(code: ErrorCode) -> Error {
 
 impl Probe for WasiProbe {
     fn is_free(&mut self, port: u16) -> Result<bool, Error> {
-        // IPv4 first: it is the family every host has, and a port held there
-        // is settled without a second socket.
-        match self.bind_loopback(IpAddressFamily::Ipv4, port) {
-            Ok(_) => self.ipv6_allows(port),
-            Err(ErrorCode::AddressInUse) => Ok(false),
-            Err(code) => Err(to_error(code)),
-        }
+        with_wildcard(|wildcard| freeness::is_free(self, wildcard, port))
     }
 
     /// The hold is the socket bound to the port on 127.0.0.1: while it is
@@ -208,14 +247,14 @@ impl Probe for WasiProbe {
     type Hold = TcpSocket;
 
     fn os_chosen(&mut self) -> Result<Option<(u16, TcpSocket)>, Error> {
-        // A port held on [::1] stays bound here until this pick is over, so
+        // A port held elsewhere stays bound here until this pick is over, so
         // that the OS does not offer it again in the next attempt.
         let mut refused = Vec::new();
         for _ in 0..OS_CHOICE_ATTEMPTS {
             let Some((port, socket)) = bind_os_chosen(self)? else {
                 return Ok(None);
             };
-            if self.ipv6_allows(port)? {
+            if with_wildcard(|wildcard| freeness::others_allow(self, wildcard, port))? {
                 return Ok(Some((port, socket)));
             }
             refused.push(socket);
@@ -230,20 +269,25 @@ pub struct WasiReserver {
     probe: WasiProbe,
 }
 
-/// A listening socket held as one of this instance's reservations. Dropping
-/// it closes the socket, and the instance forgets the port.
+/// A listening socket held as one of this instance's reservations, with its
+/// wildcard guards where the host grants them. Dropping it closes them all,
+/// and the instance forgets the port.
 pub struct Listener {
     port: u16,
     /// Always `Some` until [`Listener::into_socket`] moves it out.
     socket: Option<TcpSocket>,
+    /// Bound on 0.0.0.0 and [::], never listening: on BSD and Windows they
+    /// keep a later wildcard bind off the port (see `freeness`).
+    guards: Vec<TcpSocket>,
 }
 
 impl Listener {
-    fn hold(port: u16, socket: TcpSocket) -> Self {
-        HELD.with_borrow_mut(|held| held.insert(port));
+    fn hold(held: freeness::Held<TcpSocket>) -> Self {
+        HELD.with_borrow_mut(|ports| ports.insert(held.port));
         Listener {
-            port,
-            socket: Some(socket),
+            port: held.port,
+            socket: Some(held.listener),
+            guards: held.guards,
         }
     }
 
@@ -252,8 +296,9 @@ impl Listener {
     }
 
     /// The socket, for a caller who keeps the port from now on; this
-    /// instance no longer counts it as its own.
+    /// instance no longer counts it as its own, and its guards close.
     pub fn into_socket(mut self) -> TcpSocket {
+        self.guards.clear();
         self.socket
             .take()
             .expect("a listener gives its socket away once, as it is consumed")
@@ -274,43 +319,28 @@ impl Take for WasiReserver {
             return Ok(None);
         }
         // Bind first: like the probe's, it disturbs nobody, and it settles
-        // most held ports with one socket. Then [::1], before listening, so
-        // that a port someone holds there never sees our listener on
-        // 127.0.0.1 even for an instant: its owner may be about to listen on
-        // it too. The bind or the listen fails with address-in-use when anyone
-        // holds the port, including a rival reserving it this very moment: of
-        // two listens on one port, the OS lets one succeed.
-        let socket = match self.probe.bind_loopback(IpAddressFamily::Ipv4, port) {
-            Ok(socket) => socket,
-            Err(ErrorCode::AddressInUse) => return Ok(None),
-            Err(code) => return Err(to_error(code)),
-        };
-        if !self.probe.ipv6_allows(port)? {
-            return Ok(None);
-        }
-        match listen(socket) {
-            Ok(socket) => Ok(Some(Listener::hold(port, socket))),
-            Err(ErrorCode::AddressInUse) => Ok(None),
-            Err(code) => Err(to_error(code)),
-        }
+        // most held ports with one socket. The listen fails with
+        // address-in-use when anyone holds the port, including a rival
+        // reserving it this very moment: of two listens on one port, the OS
+        // lets one succeed.
+        let held = with_wildcard(|wildcard| freeness::hold(&mut self.probe, wildcard, port))?;
+        Ok(held.map(Listener::hold))
     }
 
     fn take_os_chosen(&mut self) -> Result<Option<Listener>, Error> {
-        // As `take`, with the port the OS binds: bind, check [::1], listen.
+        // As `take`, with the port the OS binds. A port held elsewhere
+        // stays bound here until the pick is over, as in `os_chosen`.
         let mut refused = Vec::new();
         for _ in 0..OS_CHOICE_ATTEMPTS {
             let Some((port, socket)) = bind_os_chosen(&mut self.probe)? else {
                 return Ok(None);
             };
-            if !self.probe.ipv6_allows(port)? {
-                refused.push(socket);
-                continue;
-            }
-            match listen(socket) {
-                Ok(socket) => return Ok(Some(Listener::hold(port, socket))),
-                // A rival's listen on the very port the OS just gave us.
-                Err(ErrorCode::AddressInUse) => continue,
-                Err(code) => return Err(to_error(code)),
+            let held = with_wildcard(|wildcard| {
+                freeness::hold_bound(&mut self.probe, wildcard, port, socket)
+            })?;
+            match held {
+                Ok(held) => return Ok(Some(Listener::hold(held))),
+                Err(socket) => refused.extend(socket),
             }
         }
         Ok(None)

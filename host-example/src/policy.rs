@@ -32,7 +32,25 @@ pub struct NetworkPolicy {
     block: Option<PortBlock>,
     /// Wildcard binds (TCP and UDP) instead of loopback TCP.
     wildcard: bool,
+    /// Beside loopback TCP, TCP binds (never a listen) on the wildcard
+    /// addresses: the component's probes where the OS needs them.
+    wildcard_probes: bool,
 }
+
+/// Whether this OS lets a loopback bind succeed beside the same user's
+/// wildcard holder (see `docs/platforms.md`): BSD's rules with the
+/// SO_REUSEADDR wasmtime-wasi sets (macOS and the BSDs), and Windows' rules
+/// for a specific bind beside a wildcard one. Linux refuses that bind, and
+/// there a wildcard probe would only add holders on other interfaces, which
+/// hbutils' localhost check does not see.
+const OS_NEEDS_WILDCARD_PROBES: bool = cfg!(any(
+    windows,
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+));
 
 /// A tenant's own ports, `start..end` (end exclusive, at most 65536), none of
 /// them 0.
@@ -84,14 +102,34 @@ impl PortBlock {
 }
 
 impl NetworkPolicy {
-    /// Bind, listen and accept on loopback TCP, any port; no `connect`.
+    /// Bind, listen and accept on loopback TCP, any port; no `connect`. On
+    /// macOS, the BSDs and Windows also the component's wildcard probes (see
+    /// [`NetworkPolicy::with_wildcard_probes`]).
     pub const fn loopback() -> Self {
         NetworkPolicy {
             tcp: true,
             connect: false,
             block: None,
             wildcard: false,
+            wildcard_probes: OS_NEEDS_WILDCARD_PROBES,
         }
+    }
+
+    /// Grants (or withholds) TCP binds on `0.0.0.0` and `[::]`, on the ports
+    /// the policy admits (never port 0), and never a listen, accept or
+    /// connect on them: what the component needs where a loopback bind alone
+    /// does not see a wildcard listener of the same user (macOS, the BSDs,
+    /// Windows, where [`NetworkPolicy::loopback`] grants it). With it, the
+    /// check also binds the wildcard addresses, and a reservation keeps a
+    /// socket bound (never listening) on each. Where it is withheld, the
+    /// component's first wildcard bind is refused and it asks no more.
+    ///
+    /// A guest under it can learn whether a port is bound on a wildcard
+    /// address and keep it bound while its store lives; it cannot serve or
+    /// reach anything there.
+    pub const fn with_wildcard_probes(mut self, granted: bool) -> Self {
+        self.wildcard_probes = granted;
+        self
     }
 
     /// The port server's check (`is-free-on-wildcard`) on `pool`'s ports and
@@ -108,6 +146,7 @@ impl NetworkPolicy {
             connect: false,
             block: Some(pool),
             wildcard: true,
+            wildcard_probes: false,
         }
     }
 
@@ -118,6 +157,7 @@ impl NetworkPolicy {
             connect: false,
             block: None,
             wildcard: false,
+            wildcard_probes: false,
         }
     }
 
@@ -164,7 +204,17 @@ impl NetworkPolicy {
                 // is checked against the wildcard address and refused.
                 let implicit_for_connect =
                     self.connect && self.block.is_none() && addr.ip().is_unspecified();
-                self.tcp && ((loopback && port_ok) || (implicit_for_connect && addr.port() == 0))
+                // A probe's or a guard's bind, never port 0: a listen on
+                // such a socket is checked against its wildcard address
+                // and refused below.
+                let probe = self.wildcard_probes
+                    && addr.ip().is_unspecified()
+                    && addr.port() != 0
+                    && port_ok;
+                self.tcp
+                    && ((loopback && port_ok)
+                        || probe
+                        || (implicit_for_connect && addr.port() == 0))
             }
             SocketAddrUse::TcpListen => self.tcp && loopback && in_block(addr.port()),
             // The peer's port is its own ephemeral one, not the tenant's.
@@ -327,6 +377,37 @@ mod tests {
                 assert!(!policy.permits(addr(outside), use_), "{outside} {use_:?}");
             }
         }
+    }
+
+    #[test]
+    fn wildcard_probes_grant_binds_on_the_wildcards_and_never_a_listen_there() {
+        let probes = NetworkPolicy::loopback()
+            .with_wildcard_probes(true)
+            .confined_to(block(20_000..20_100));
+        for a in ["0.0.0.0:20000", "[::]:20099"] {
+            assert!(probes.permits(addr(a), SocketAddrUse::TcpBind), "{a}");
+            for use_ in [
+                SocketAddrUse::TcpListen,
+                SocketAddrUse::TcpAccept,
+                SocketAddrUse::TcpConnect,
+            ]
+            .into_iter()
+            .chain(UDP)
+            {
+                assert!(!probes.permits(addr(a), use_), "{a} {use_:?}");
+            }
+        }
+        // Never port 0, never outside the block, never another address.
+        for a in ["0.0.0.0:0", "[::]:0", "0.0.0.0:20100", "192.168.1.5:20000"] {
+            assert!(!probes.permits(addr(a), SocketAddrUse::TcpBind), "{a}");
+        }
+        let withheld = NetworkPolicy::loopback().with_wildcard_probes(false);
+        assert!(!withheld.permits(addr("0.0.0.0:8000"), SocketAddrUse::TcpBind));
+        assert_eq!(
+            NetworkPolicy::loopback(),
+            withheld.with_wildcard_probes(super::OS_NEEDS_WILDCARD_PROBES)
+        );
+        assert_eq!(cfg!(target_os = "linux"), !super::OS_NEEDS_WILDCARD_PROBES);
     }
 
     #[test]

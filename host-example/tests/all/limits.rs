@@ -2,36 +2,30 @@
 //! summed, and explicit caps on instances, memories, tables and elements.
 //! Hostile components are written here as WAT.
 
+use crate::common::os::resident_bytes;
 use port_host::{Limits, NetworkPolicy, Stderr, StoreBounds};
 use wasmtime::component::Component;
 
 /// Instantiates `wat` in a sandboxed store with `limits`; the error's text,
-/// and the process's RSS growth (bytes) while that store still lived.
-fn instantiate(wat: &str, bounds: StoreBounds) -> (Result<(), String>, usize) {
+/// and the process's RSS growth (bytes) while that store still lived, where
+/// the OS tells RSS.
+fn instantiate(wat: &str, bounds: StoreBounds) -> (Result<(), String>, Option<usize>) {
     let engine = port_host::engine(None).unwrap();
     let component = Component::new(&engine, wat).unwrap();
     let linker = port_host::async_linker(&engine).unwrap();
     let (mut store, _) =
         port_host::sandboxed_store(&engine, NetworkPolicy::denied(), Stderr::Capture, &bounds);
-    let before = rss_bytes();
+    let before = resident_bytes();
     // As a session instantiates: async, so a start function that runs past
     // an epoch tick yields instead of failing.
     let result = wasmtime_wasi::runtime::in_tokio(linker.instantiate_async(&mut store, &component))
         .map(drop)
         .map_err(|error| format!("{error:#}"));
-    let grown = rss_bytes().saturating_sub(before);
+    let grown = resident_bytes()
+        .zip(before)
+        .map(|(after, before)| after.saturating_sub(before));
     drop(store);
     (result, grown)
-}
-
-fn rss_bytes() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .unwrap();
-    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib << 10
 }
 
 /// `count` core instances of one module, each made by `(core instance ...)`.
@@ -55,6 +49,11 @@ fn many_instances_each_growing_memory_are_refused_at_the_store_total() {
     let error = result.unwrap_err();
     assert!(error.contains("64 MiB memory limit"), "{error}");
     // Forty instances under a per-memory bound would have taken 2.5 GiB.
+    let Some(grown) = grown else {
+        return crate::common::skipped(
+            "many_instances_each_growing_memory: RSS unknown on this OS (Linux's VmRSS)",
+        );
+    };
     assert!(
         grown < bounds.memory_bytes + (64 << 20),
         "RSS grew by {} MiB",
@@ -99,7 +98,9 @@ fn the_port_component_runs_within_a_fraction_of_the_default_limits() {
     let limits = Limits::default().with_store(
         StoreBounds::default()
             .with_memory_bytes(2 << 20)
-            .with_table_elements(100)
+            // The component's tables hold 101 elements (83 in its main
+            // module, 18 in the adapter shims): 128 leaves it some room.
+            .with_table_elements(128)
             .with_instances(4)
             .with_memories(1)
             .with_tables(4)

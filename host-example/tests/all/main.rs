@@ -23,4 +23,5 @@ mod search_property;
 mod several_ports;
 mod startup;
 mod tenants;
+mod wildcard_probes;
 mod wit_boundary;
