@@ -347,11 +347,24 @@ pub fn take_ports<T: Take>(
     let mut seen = (count > 1).then(Box::<PortSet>::default);
     let mut taken = Vec::with_capacity(count);
     let mut next = None;
+    let mut refused = false;
     for (index, port) in usable {
         if seen.as_ref().is_some_and(|seen| seen.contains(port)) {
             continue;
         }
-        if let Some(one) = taker.take(port)? {
+        let one = match taker.take(port) {
+            Ok(one) => one,
+            // A candidate the host or the OS will not let us look at (a
+            // Windows excluded port range, a port outside a tenant's block)
+            // is passed over, never counted free; a strict search that ends
+            // short after one says so rather than claim none was free.
+            Err(Error::AccessDenied) => {
+                refused = true;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        if let Some(one) = one {
             if let Some(seen) = seen.as_mut() {
                 seen.insert(port);
             }
@@ -364,6 +377,9 @@ pub fn take_ports<T: Take>(
     }
     if taken.len() < count {
         if let (Some(candidates), true) = (ports, strict) {
+            if refused {
+                return Err(Error::AccessDenied);
+            }
             return Err(Error::NoFreePort(if count == 1 {
                 format!("No free port can be allocated within {candidates}")
             } else {
@@ -720,20 +736,19 @@ mod tests {
     }
 
     #[test]
-    fn denied_probe_is_an_error_never_free() {
+    fn denied_candidates_are_passed_over_and_never_free() {
         let mut probe = FakeProbe {
             deny: true,
             ..FakeProbe::busy([])
         };
+        // Every candidate is asked about; none counts as free, and a strict
+        // search that found nothing says it was refused, not that none was
+        // free.
         assert_eq!(
             search(&mut probe, Some(&range(8000, 8100, 1)), true).0,
             Err(Error::AccessDenied)
         );
-        assert_eq!(
-            probe.probed,
-            [8000],
-            "the search must stop at the first denial"
-        );
+        assert_eq!(probe.probed, (8000..8100).collect::<Vec<_>>());
         assert_eq!(search(&mut probe, None, false).0, Err(Error::AccessDenied));
         assert_eq!(is_free_port(&mut probe, 8000), Err(Error::AccessDenied));
     }
@@ -1111,7 +1126,7 @@ mod tests {
     }
 
     #[test]
-    fn a_denied_port_midway_gives_back_what_was_taken_before_it() {
+    fn a_denied_port_midway_is_passed_over() {
         let live = std::cell::RefCell::default();
         let mut holder = Holding {
             ledger: Ledger {
@@ -1121,6 +1136,22 @@ mod tests {
             live: &live,
         };
         let found = take_ports(&mut holder, Some(&range(2000, 2010, 1)), 5, true, |_| (), 0);
+        let (found, _) = found.unwrap();
+        assert_eq!(found.len(), 5);
+        assert_eq!(*live.borrow(), HashSet::from([2000, 2001, 2003, 2004, 2005]));
+    }
+
+    #[test]
+    fn a_strict_search_short_after_a_denial_is_access_denied_and_gives_back_what_it_took() {
+        let live = std::cell::RefCell::default();
+        let mut holder = Holding {
+            ledger: Ledger {
+                deny: Some(2002),
+                ..Default::default()
+            },
+            live: &live,
+        };
+        let found = take_ports(&mut holder, Some(&range(2000, 2005, 1)), 5, true, |_| (), 0);
         assert!(matches!(found, Err(Error::AccessDenied)));
         assert!(live.borrow().is_empty(), "still held: {:?}", live.borrow());
     }

@@ -131,9 +131,20 @@ test('outside its block every call is access-denied, port 0 and the OS choice in
   assert.deepEqual(tenant.probePort(outside), { ipv4: 'denied', ipv6: 'denied' });
   throwsCode(assert, () => tenant.getFreePort([outside]), 'access-denied');
   throwsCode(assert, () => tenant.getFreePort(undefined, { strict: false }), 'access-denied');
-  throwsCode(assert, () => tenant.reservePort([outside, start]), 'access-denied');
+  throwsCode(assert, () => tenant.reservePort([outside]), 'access-denied');
   throwsCode(assert, () => tenant.getFreePorts(2, undefined, { strict: false }), 'access-denied');
   assert.equal(await canListen('127.0.0.1', start), true, 'a refused reserve-port left nothing held');
+});
+
+test('a search passes over candidates outside the block, never counting them free', () => {
+  return freeBlock(11).then((start) => {
+    const tenant = createInstance({ block: { start, end: start + 10 } });
+    const outside = start + 10;
+    assert.equal(tenant.getFreePort([outside, start + 1]), start + 1);
+    const reservation = tenant.reservePort([outside, start + 2]);
+    assert.equal(reservation.port, start + 2);
+    reservation.release();
+  });
 });
 
 test('a guest is refused binds outside the block, port 0, the wildcards and mapped IPv6', async (t) => {

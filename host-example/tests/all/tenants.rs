@@ -73,3 +73,26 @@ fn the_os_choice_would_escape_the_block_so_it_is_refused() {
         Some(ErrorCode::AccessDenied)
     );
 }
+
+#[test]
+fn a_search_passes_over_candidates_outside_the_block_to_one_inside() {
+    // The refused candidates are never counted free; the search goes on,
+    // as it does past a port the OS refuses (a Windows excluded range).
+    let start = free_block(8);
+    let mut tenant = confined(start + 4, 4);
+    let candidates = port_host::Candidates::Explicit(vec![start, start + 1, start + 5]);
+    assert_eq!(
+        tenant.get_free_port(Some(&candidates), true).unwrap(),
+        Ok(start + 5)
+    );
+    let reservation = tenant
+        .reserve_port(Some(&candidates), true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(tenant.reservation_port(&reservation).unwrap(), Ok(start + 5));
+    // Nothing left inside: refused, not "no free port".
+    assert_eq!(
+        tenant.get_free_port(Some(&candidates), true).unwrap(),
+        Err(ErrorCode::AccessDenied)
+    );
+}

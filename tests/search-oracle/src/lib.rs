@@ -48,7 +48,9 @@ pub enum Found<E> {
     NoFreePort(String),
     /// `invalid-argument`, with this message; nothing is looked at.
     InvalidArgument(String),
-    /// Asking about a port failed with this, which ends the search.
+    /// Asking about a port failed with this (the host refused to let the
+    /// search look): the port was passed over, and a strict search found
+    /// nothing, so it fails with the first refusal.
     Failed(E),
 }
 
@@ -128,8 +130,8 @@ pub fn shown(ports: &Ports) -> String {
     }
 }
 
-/// hbutils' `get_free_port`: `is_free` answers for one port, or fails, which
-/// ends the search.
+/// hbutils' `get_free_port`: `is_free` answers for one port, or fails (the
+/// host refuses to let it look), which passes that port over.
 pub fn search<E>(
     ports: Option<&Ports>,
     strict: bool,
@@ -165,27 +167,31 @@ pub fn search_from<E>(
     let mut order: Vec<usize> = (from..all.len()).collect();
     order.extend(0..from);
     let mut probed = Vec::new();
+    let mut refused = None;
     for index in order {
         let port = all[index];
         if port < FLOOR {
             continue;
         }
         probed.push(port);
-        let found = match is_free(port) {
+        match is_free(port) {
             Ok(false) => continue,
-            Ok(true) => Found::Port(port),
-            Err(failure) => Found::Failed(failure),
-        };
-        let next = matches!(found, Found::Port(_)).then_some((index + 1) % all.len());
-        let outcome = Outcome {
-            found,
-            warning,
-            probed,
-        };
-        return (outcome, next);
+            Ok(true) => {
+                let outcome = Outcome {
+                    found: Found::Port(port),
+                    warning,
+                    probed,
+                };
+                return (outcome, Some((index + 1) % all.len()));
+            }
+            Err(failure) => {
+                refused.get_or_insert(failure);
+            }
+        }
     }
-    let found = match ports {
-        Some(ports) if strict => Found::NoFreePort(format!(
+    let found = match (ports, refused) {
+        (Some(_), Some(failure)) if strict => Found::Failed(failure),
+        (Some(ports), None) if strict => Found::NoFreePort(format!(
             "No free port can be allocated within {}",
             shown(ports)
         )),
