@@ -1138,7 +1138,10 @@ mod tests {
         let found = take_ports(&mut holder, Some(&range(2000, 2010, 1)), 5, true, |_| (), 0);
         let (found, _) = found.unwrap();
         assert_eq!(found.len(), 5);
-        assert_eq!(*live.borrow(), HashSet::from([2000, 2001, 2003, 2004, 2005]));
+        assert_eq!(
+            *live.borrow(),
+            HashSet::from([2000, 2001, 2003, 2004, 2005])
+        );
     }
 
     #[test]

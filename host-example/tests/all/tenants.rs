@@ -89,7 +89,10 @@ fn a_search_passes_over_candidates_outside_the_block_to_one_inside() {
         .reserve_port(Some(&candidates), true)
         .unwrap()
         .unwrap();
-    assert_eq!(tenant.reservation_port(&reservation).unwrap(), Ok(start + 5));
+    assert_eq!(
+        tenant.reservation_port(&reservation).unwrap(),
+        Ok(start + 5)
+    );
     // Nothing left inside: refused, not "no free port".
     assert_eq!(
         tenant.get_free_port(Some(&candidates), true).unwrap(),
