@@ -1,5 +1,6 @@
 //! `cargo xtask component [--check] [--out FILE]`: builds the `hbutils-port`
 //! component for `wasm32-wasip2` the way it ships inside `port-host`.
+//! `cargo xtask dist`: the release folder (see `dist.rs`).
 //!
 //! port-host carries the built component as a file, as wasmtime's
 //! `wasi-preview1-component-adapter-provider` carries its adapters, so that a
@@ -13,6 +14,8 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+mod dist;
 
 const TARGET: &str = "wasm32-wasip2";
 /// The size-tuned profile in the workspace manifest.
@@ -31,10 +34,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Vec<String>) -> Result<(), String> {
-    let usage = "usage: cargo xtask component [--check] [--out FILE]";
+    let usage = "usage: cargo xtask component [--check] [--out FILE] | cargo xtask dist [--out DIR] [--only PART...]";
     let mut args = args.into_iter();
-    if args.next().as_deref() != Some("component") {
-        return Err(usage.into());
+    match args.next().as_deref() {
+        Some("component") => {}
+        Some("dist") => return dist::run(&workspace_root()?, args),
+        _ => return Err(usage.into()),
     }
     let (mut check, mut out) = (false, None);
     while let Some(arg) = args.next() {
