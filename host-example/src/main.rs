@@ -242,16 +242,17 @@ fn limits(sandbox: &Sandbox) -> Limits {
 /// A session whose store may hold `sockets` sockets at once (each a live
 /// resource: a reservation, or a port the OS picked for `--count`) beyond
 /// what every session may.
-async fn session(run: &Run, sockets: u32) -> wasmtime::Result<AsyncSession> {
+async fn session(run: &Run, ports: u32) -> wasmtime::Result<AsyncSession> {
     let mut limits = limits(&run.sandbox);
-    limits.store.resources = limits.store.resources.max(sockets as usize + 16);
+    let network = network(&run.sandbox);
+    let sockets = ports as usize * network.sockets_per_reservation();
+    limits.store.resources = limits.store.resources.max(sockets + 16);
     let host = match &run.component {
         Some(path) => PortHost::from_file(path, limits)?,
         // One component per process: no compiler needed to start it.
         None => PortHost::embedded_load_only(limits)?,
     };
-    host.async_session(network(&run.sandbox), Stderr::Inherit)
-        .await
+    host.async_session(network, Stderr::Inherit).await
 }
 
 fn component_error(sandbox: &Sandbox, error: &ErrorCode) -> ExitCode {

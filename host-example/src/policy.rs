@@ -176,6 +176,18 @@ impl NetworkPolicy {
         self
     }
 
+    /// Sockets one held port takes in the guest's store: its listener, and
+    /// where the wildcard probes are granted a guard on each wildcard
+    /// address. A host sizing a store's quota for `n` reservations needs
+    /// `n` times this, plus the component's own few.
+    pub fn sockets_per_reservation(&self) -> usize {
+        if self.tcp && !self.wildcard && self.wildcard_probes {
+            3
+        } else {
+            1
+        }
+    }
+
     /// The block the guest is confined to, if any.
     pub fn block(&self) -> Option<PortBlock> {
         self.block

@@ -24,8 +24,10 @@ Errors are built-in exception types with the component's case in ``code``:
 ``NoFreePortError`` (an ``OSError``), ``PortAccessDenied`` (a
 ``PermissionError``), ``InvalidArgumentError`` (a ``ValueError``; a port
 beyond 0..65535 is also an ``OverflowError``), ``SocketError`` (an
-``OSError``), ``ReservationEnded`` (a ``ValueError``) and ``ComponentError``
-(a ``RuntimeError``: ``ComponentTrapped``, ``DeadlineExceeded``).
+``OSError``), ``ReservationEnded`` (a ``ValueError``), ``SocketNotSupported``
+(a ``NotImplementedError``: ``Reservation.socket()`` on Windows) and
+``ComponentError`` (a ``RuntimeError``: ``ComponentTrapped``,
+``DeadlineExceeded``).
 """
 
 from ._errors import (
@@ -38,6 +40,7 @@ from ._errors import (
     PortOutOfRangeError,
     ReservationEnded,
     SocketError,
+    SocketNotSupported,
 )
 from ._native import (
     Host,
@@ -74,6 +77,7 @@ __all__ = [
     "Reservation",
     "ReservationEnded",
     "SocketError",
+    "SocketNotSupported",
     "default_host",
     "get_free_port",
     "get_free_ports",

@@ -1,9 +1,9 @@
 """The exceptions hbutils_port raises.
 
 Each is a subclass of the built-in exception a Python user already catches
-(``OSError``, ``PermissionError``, ``ValueError``, ``RuntimeError``), so code
-written for hbutils keeps working, and each keeps the component's error case
-(its WIT name) in ``code``.
+(``OSError``, ``PermissionError``, ``ValueError``, ``RuntimeError``,
+``NotImplementedError``), so code written for hbutils keeps working, and
+each keeps the component's error case (its WIT name) in ``code``.
 """
 
 
@@ -55,6 +55,19 @@ class ReservationEnded(ValueError):
     operation on a closed file."""
 
     code = "reservation-ended"
+
+
+class SocketNotSupported(NotImplementedError):
+    """``Reservation.socket()`` on an OS where the listening socket cannot be
+    handed over: Windows. wasmtime-wasi keeps the reservation's SOCKET
+    private, and a Windows process cannot list its own SOCKETs to find it
+    (on Linux and macOS it is found among the process's descriptors).
+
+    Raised before anything changes: the reservation is still held, and
+    ``release()`` (or leaving its ``with`` block) frees the port as usual.
+    """
+
+    code = "unsupported"
 
 
 class ComponentError(RuntimeError):

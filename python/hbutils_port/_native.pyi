@@ -48,7 +48,12 @@ class Reservation:
         Raises ``ReservationEnded`` if the reservation was released or its
         socket taken, ``ComponentError`` in a forked child. Should
         ``socket.socket`` itself fail, the descriptor is closed and the port
-        freed."""
+        freed.
+
+        Linux and macOS only. On Windows it raises ``SocketNotSupported``
+        (a ``NotImplementedError``): wasmtime-wasi keeps the SOCKET private
+        and the process cannot find it. Nothing changes then: the
+        reservation is still held until released."""
     def __enter__(self) -> "Reservation": ...
     def __exit__(
         self,

@@ -16,6 +16,7 @@
 //! What may run while the caller holds the GIL is marked so: it neither
 //! calls the component nor waits for a lock another call may hold.
 
+#[cfg(unix)]
 use crate::fd;
 use port_host::{
     AsyncSession, Candidates, ErrorCode, Limits, NetworkPolicy, PortHost, ReservationError, Stderr,
@@ -28,9 +29,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// threads call at once, and dropped when they come back to a full pool.
 const IDLE_SESSIONS: usize = 8;
 
-/// Live resources a session needs besides one per reservation: the
+/// Live resources a session needs besides its reservations' sockets: the
 /// component's own (2, measured) and the probe's sockets during a search.
 const SESSION_OVERHEAD: usize = 4;
+
+/// How many sockets a reservation holds, and how many more a session's
+/// search may have open at once, under `policy`. Where the host grants the
+/// component's wildcard probes (macOS, the BSDs, Windows: see
+/// `NetworkPolicy::with_wildcard_probes` and `src/freeness.rs`), a
+/// reservation also keeps a socket bound on 0.0.0.0 and one on [::] beside
+/// its listener, and a probe binds both wildcard addresses too.
+fn socket_costs(policy: NetworkPolicy) -> (usize, usize) {
+    let per_reservation = policy.sockets_per_reservation();
+    // The probe's wildcard binds, where the guards are granted.
+    (per_reservation, SESSION_OVERHEAD + per_reservation - 1)
+}
 
 /// The component's strict-fallback warning, and hbutils' words for it.
 const COMPONENT_WARNING: &str = "no usable ports (>= 1024) were given, so strict mode is disabled";
@@ -55,9 +68,31 @@ pub enum Failure {
     Reservation(ReservationError),
     Fork(u32),
     Socket(String),
+    /// What this OS cannot do (a socket taken, on Windows).
+    Unsupported(&'static str),
 }
 
 pub type Outcome<T> = Result<T, Failure>;
+
+/// A reservation's listening socket, taken: a descriptor of this process.
+#[cfg(unix)]
+pub type TakenSocket = fd::Fd;
+/// None on Windows: wasmtime-wasi keeps the SOCKET private, and a process
+/// cannot list its SOCKETs to find it, so a socket is never taken there
+/// ([`Ticket::end`] refuses before the reservation changes).
+#[cfg(not(unix))]
+pub enum TakenSocket {}
+
+/// Why a socket cannot be taken on this OS, if it cannot.
+pub const SOCKET_UNSUPPORTED: Option<&str> = if cfg!(unix) {
+    None
+} else {
+    Some(
+        "Reservation.socket() is not supported on this OS: wasmtime-wasi keeps the listening \
+         SOCKET private and this process cannot find it among its own; the reservation is still \
+         held (release it and bind the port, or serve on a socket of your own)",
+    )
+};
 
 fn flat<T, E>(
     result: wasmtime::Result<Result<T, E>>,
@@ -119,7 +154,8 @@ pub struct Shared {
     /// that a reservation's state is read without waiting for the lock a
     /// call holds.
     ended: AtomicBool,
-    /// Sockets promised to reservations: those held, and those a call in
+    /// Sockets promised to reservations (`Inner::per_reservation` each):
+    /// those held, and those a call in
     /// flight may take. Counted so that no call can run the session into
     /// its socket quota, whose trap would end it and free every port it holds.
     promised: AtomicUsize,
@@ -168,6 +204,9 @@ pub struct Inner {
     runtime: tokio::runtime::Runtime,
     releases: Sender<Release>,
     policy: NetworkPolicy,
+    /// Sockets per reservation, and beside them per session (`socket_costs`).
+    per_reservation: usize,
+    overhead: usize,
     pid: u32,
 }
 
@@ -192,6 +231,8 @@ impl Inner {
             .spawn(move || release_all(jobs))?;
         Ok(Inner {
             pid: this_process(),
+            per_reservation: socket_costs(policy).0,
+            overhead: socket_costs(policy).1,
             runtime,
             host: PortHost::embedded_load_only(limits)?,
             policy,
@@ -259,10 +300,12 @@ impl Inner {
     /// promised: the current one while it has room, else a fresh one.
     fn reserving(&self, wanted: usize) -> Outcome<Arc<Shared>> {
         let quota = self.host.limits().store.resources;
-        if wanted.saturating_add(SESSION_OVERHEAD) > quota {
+        let (per, overhead) = (self.per_reservation, self.overhead);
+        let sockets = wanted.saturating_mul(per);
+        if sockets.saturating_add(overhead) > quota {
             return Err(Failure::Component(ErrorCode::InvalidArgument(format!(
                 "{wanted} reservations do not fit in this host's max_sockets={quota} \
-                 (live sockets per session, {SESSION_OVERHEAD} of them the component's own)"
+                 (live sockets per session: {per} per reservation, {overhead} the component's own)"
             ))));
         }
         let mut current = lock(&self.reserving);
@@ -270,8 +313,8 @@ impl Inner {
             && !shared.retired.load(Ordering::Acquire)
         {
             let promised = shared.promised.load(Ordering::Acquire);
-            if promised + wanted + SESSION_OVERHEAD <= quota {
-                shared.promised.fetch_add(wanted, Ordering::AcqRel);
+            if promised + sockets + overhead <= quota {
+                shared.promised.fetch_add(sockets, Ordering::AcqRel);
                 return Ok(shared.clone());
             }
             // Full: it keeps its reservations, new ones go to a new session.
@@ -281,7 +324,7 @@ impl Inner {
             slot: Mutex::new(self.new_slot()?),
             retired: AtomicBool::new(false),
             ended: AtomicBool::new(false),
-            promised: AtomicUsize::new(wanted),
+            promised: AtomicUsize::new(sockets),
         });
         *current = Some(shared.clone());
         Ok(shared)
@@ -337,9 +380,10 @@ impl Inner {
         });
         let warnings = slot.slot.warnings();
         drop(slot);
-        shared
-            .promised
-            .fetch_sub(wanted.saturating_sub(tickets.len()), Ordering::AcqRel);
+        shared.promised.fetch_sub(
+            wanted.saturating_sub(tickets.len()) * self.per_reservation,
+            Ordering::AcqRel,
+        );
         (outcome.map(|()| tickets), warnings)
     }
 
@@ -351,7 +395,7 @@ impl Inner {
         shared: &Shared,
         reservation: port_host::Reservation,
         take: Option<u16>,
-    ) -> Outcome<Option<fd::Fd>> {
+    ) -> Outcome<Option<TakenSocket>> {
         let mut slot = shared.lock();
         if let Some(why) = slot.slot.session.ended() {
             // The store is gone, and every port it held with it.
@@ -364,7 +408,7 @@ impl Inner {
         }
         let session = &mut slot.slot.session;
         let outcome = self.runtime.block_on(async {
-            let mut taken = None;
+            let mut taken: Option<Result<TakenSocket, String>> = None;
             if let Some(port) = take {
                 let socket = flat(
                     session.take_socket(&reservation).await,
@@ -372,7 +416,16 @@ impl Inner {
                 )?;
                 // The listener is still open in the store's table: a
                 // duplicate made now keeps the port held without a gap.
-                taken = Some(fd::listener_on_loopback(port));
+                #[cfg(unix)]
+                {
+                    taken = Some(fd::listener_on_loopback(port));
+                }
+                // Never asked for here (`Ticket::end` refuses first); were
+                // it, the socket would be closed and the port freed.
+                #[cfg(not(unix))]
+                {
+                    taken = SOCKET_UNSUPPORTED.map(|why| Err(format!("{why} (port {port})")));
+                }
                 session.close_socket(socket).map_err(Failure::Host)?;
             }
             session
@@ -486,7 +539,11 @@ impl Ticket {
     /// listening socket over, as a descriptor of this process. Calls the
     /// component: never with the GIL held. After a fork the parent's hold is
     /// not this process's to end: releasing does nothing, taking is refused.
-    pub fn end(&self, take: bool) -> Outcome<Option<fd::Fd>> {
+    pub fn end(&self, take: bool) -> Outcome<Option<TakenSocket>> {
+        if let (true, Some(why)) = (take, SOCKET_UNSUPPORTED) {
+            // Refused before anything changes: the port stays held.
+            return Err(Failure::Unsupported(why));
+        }
         if self.pid != this_process() {
             return if take {
                 Err(Failure::Fork(self.pid))
@@ -504,7 +561,9 @@ impl Ticket {
         };
         // Released, taken or gone with its session: no longer the
         // session's socket either way.
-        self.shared.promised.fetch_sub(1, Ordering::AcqRel);
+        self.shared
+            .promised
+            .fetch_sub(self.host.per_reservation, Ordering::AcqRel);
         let outcome = self
             .host
             .finish(&self.shared, reservation, take.then_some(self.port));
@@ -539,7 +598,9 @@ impl Drop for Ticket {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         if let Some(reservation) = held {
-            self.shared.promised.fetch_sub(1, Ordering::AcqRel);
+            self.shared
+                .promised
+                .fetch_sub(self.host.per_reservation, Ordering::AcqRel);
             self.host.release_later(self.shared.clone(), reservation);
         }
     }
@@ -611,7 +672,10 @@ mod tests {
         let ports: Vec<u16> = tickets.iter().map(Ticket::port).collect();
         assert!(ports.iter().all(|&port| !bindable(port)));
         let shared = tickets[0].shared.clone();
-        assert_eq!(shared.promised.load(Ordering::Acquire), 2);
+        assert_eq!(
+            shared.promised.load(Ordering::Acquire),
+            2 * inner.per_reservation
+        );
         drop(tickets);
         assert_eq!(shared.promised.load(Ordering::Acquire), 0);
         assert!(eventually(|| ports.iter().all(|&port| bindable(port))));
@@ -643,12 +707,15 @@ mod tests {
         assert!(ticket.end(false).unwrap().is_none());
         assert_eq!(ticket.standing(), Standing::Released);
         assert!(bindable(ticket.port()));
-        assert!(matches!(
-            ticket.end(true),
-            Err(Failure::Reservation(ReservationError::Released))
-        ));
+        // Windows refuses a socket before it looks at the reservation.
+        assert!(match ticket.end(true) {
+            Err(Failure::Reservation(ReservationError::Released)) => cfg!(unix),
+            Err(Failure::Unsupported(_)) => cfg!(not(unix)),
+            _ => false,
+        });
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_taken_socket_is_this_process_descriptor() {
         let inner = host(66_000);
@@ -668,9 +735,12 @@ mod tests {
     #[test]
     fn a_full_session_is_retired_and_keeps_its_reservations() {
         let inner = host(12);
+        // As many as a session of 12 sockets holds: 8 on Linux, 2 where a
+        // reservation keeps wildcard guards too.
+        let fits = (12 - inner.overhead) / inner.per_reservation;
         let start = free_block(16);
-        let first = reserve(&inner, &range(start, 16), 8);
-        let second = reserve(&inner, &range(start, 16), 8);
+        let first = reserve(&inner, &range(start, 16), fits as u32);
+        let second = reserve(&inner, &range(start, 16), fits as u32);
         assert!(!Arc::ptr_eq(&first[0].shared, &second[0].shared));
         assert!(first[0].shared.retired.load(Ordering::Acquire));
         assert!(
@@ -679,7 +749,7 @@ mod tests {
                 .chain(&second)
                 .all(|t| t.standing() == Standing::Held)
         );
-        let (refused, _) = inner.reserve(Some(&range(start, 16)), Some(9), true);
+        let (refused, _) = inner.reserve(Some(&range(start, 16)), Some(fits as u32 + 1), true);
         assert!(matches!(
             refused,
             Err(Failure::Component(ErrorCode::InvalidArgument(_)))
@@ -705,7 +775,25 @@ mod tests {
         drop(busy);
         assert_eq!(ticket.standing(), Standing::Stopped);
         assert!(bindable(ticket.port()));
-        assert!(matches!(ticket.end(true), Err(Failure::Host(_))));
+        assert!(match ticket.end(true) {
+            Err(Failure::Host(_)) => cfg!(unix),
+            Err(Failure::Unsupported(_)) => cfg!(not(unix)),
+            _ => false,
+        });
+    }
+
+    /// Windows: no socket is taken, and asking changes nothing.
+    #[cfg(not(unix))]
+    #[test]
+    fn a_socket_is_refused_and_the_port_stays_held() {
+        let inner = host(66_000);
+        let start = free_block(4);
+        let ticket = reserve(&inner, &range(start, 4), 1).remove(0);
+        assert!(matches!(ticket.end(true), Err(Failure::Unsupported(_))));
+        assert_eq!(ticket.standing(), Standing::Held);
+        assert!(!bindable(ticket.port()));
+        assert!(ticket.end(false).unwrap().is_none());
+        assert!(bindable(ticket.port()));
     }
 
     #[test]
@@ -715,12 +803,17 @@ mod tests {
         let (outcome, _) = inner.query(async |s| s.is_free_port(start).await);
         assert!(matches!(outcome, Ok(Ok(true))));
         assert_eq!(lock(&inner.idle).len(), 1);
-        let threads: Vec<_> = (0..IDLE_SESSIONS + 4)
-            .map(|_| {
+        // A port of its own for each thread: two probes of one port at
+        // once may see each other where the OS's binds conflict without
+        // SO_REUSEADDR (Windows: wasmtime-wasi sets none there).
+        let ports = free_block(IDLE_SESSIONS as u16 + 4);
+        let threads: Vec<_> = (0..IDLE_SESSIONS as u16 + 4)
+            .map(|i| {
                 let inner = inner.clone();
                 std::thread::spawn(move || {
                     for _ in 0..20 {
-                        let (outcome, _) = inner.query(async |s| s.is_free_port(start).await);
+                        let port = ports + i;
+                        let (outcome, _) = inner.query(async |s| s.is_free_port(port).await);
                         assert!(matches!(outcome, Ok(Ok(true))));
                     }
                 })

@@ -8,5 +8,6 @@
 #[path = "core.rs"]
 mod core;
 #[allow(dead_code)]
+#[cfg(unix)]
 #[path = "fd.rs"]
 mod fd;

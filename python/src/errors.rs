@@ -13,6 +13,7 @@ pyo3::import_exception!(hbutils_port._errors, InvalidArgumentError);
 pyo3::import_exception!(hbutils_port._errors, PortOutOfRangeError);
 pyo3::import_exception!(hbutils_port._errors, SocketError);
 pyo3::import_exception!(hbutils_port._errors, ReservationEnded);
+pyo3::import_exception!(hbutils_port._errors, SocketNotSupported);
 pyo3::import_exception!(hbutils_port._errors, ComponentError);
 pyo3::import_exception!(hbutils_port._errors, ComponentTrapped);
 pyo3::import_exception!(hbutils_port._errors, DeadlineExceeded);
@@ -62,6 +63,7 @@ pub fn raise(failure: Failure) -> PyErr {
             this_process()
         )),
         Failure::Socket(message) => SocketError::new_err(message),
+        Failure::Unsupported(message) => SocketNotSupported::new_err(message),
         Failure::Host(error) => {
             let message = describe(&error);
             // The host's failures are types; no text is matched.

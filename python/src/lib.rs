@@ -10,8 +10,9 @@
 //!   calls, the reservations' session, release, fork), in plain Rust;
 //! - [`reservation`]: `Reservation`, a core reservation as a Python object;
 //! - [`host`]: `Host`, `PortStatus` and the module-level functions;
-//! - [`fd`]: a reservation's listening socket among this process's
-//!   descriptors.
+//! - `fd` (Unix): a reservation's listening socket among this process's
+//!   descriptors; on Windows `Reservation.socket()` raises
+//!   `SocketNotSupported` instead.
 //!
 //! The GIL is never held during a call into the component, nor while
 //! waiting for a lock a call may hold; a finaliser neither.
@@ -19,6 +20,7 @@
 mod convert;
 mod core;
 mod errors;
+#[cfg(unix)]
 mod fd;
 mod host;
 mod reservation;

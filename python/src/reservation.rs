@@ -5,9 +5,10 @@
 //! collected, it hands its release to its host's release thread, so the
 //! finaliser (which runs with the GIL held) makes no call either.
 
-use crate::core::{Standing, Ticket};
+use crate::core::{Standing, TakenSocket, Ticket};
 use crate::errors::{ReservationEnded, raise};
 use pyo3::prelude::*;
+#[cfg(unix)]
 use pyo3::types::PyDict;
 
 /// A port held by a listening socket on 127.0.0.1 until it is released.
@@ -19,6 +20,38 @@ pub struct Reservation(Ticket);
 impl Reservation {
     pub fn new(ticket: Ticket) -> Self {
         Reservation(ticket)
+    }
+
+    /// A `socket.socket` that owns the descriptor taken.
+    #[cfg(unix)]
+    fn adopt<'py>(&self, py: Python<'py>, fd: TakenSocket) -> PyResult<Bound<'py, PyAny>> {
+        let adopt = || -> PyResult<Bound<'py, PyAny>> {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("fileno", fd.as_raw())?;
+            py.import("socket")?
+                .getattr("socket")?
+                .call((), Some(&kwargs))
+        };
+        let socket = match adopt() {
+            // The socket object owns the descriptor now.
+            Ok(socket) => {
+                fd.into_raw();
+                socket
+            }
+            // Closed here (`fd` drops), and the port with it.
+            Err(error) => {
+                self.0.socket_lost();
+                return Err(error);
+            }
+        };
+        socket.call_method1("setblocking", (true,))?;
+        Ok(socket)
+    }
+
+    /// No socket is ever taken here.
+    #[cfg(not(unix))]
+    fn adopt<'py>(&self, _py: Python<'py>, taken: TakenSocket) -> PyResult<Bound<'py, PyAny>> {
+        match taken {}
     }
 }
 
@@ -47,30 +80,13 @@ impl Reservation {
     /// The listening socket itself, as a blocking `socket.socket` bound to
     /// 127.0.0.1:port, ready for `accept`. The port never passes through a
     /// free moment; the reservation ends and the socket is the caller's.
+    /// On Windows it raises `SocketNotSupported` and the reservation stays
+    /// held (see `core::SOCKET_UNSUPPORTED`).
     fn socket<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let fd = py.detach(|| self.0.end(true)).map_err(raise)?;
-        let fd = fd.ok_or_else(|| ReservationEnded::new_err("this reservation was released"))?;
-        let adopt = || -> PyResult<Bound<'py, PyAny>> {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("fileno", fd.as_raw())?;
-            py.import("socket")?
-                .getattr("socket")?
-                .call((), Some(&kwargs))
-        };
-        let socket = match adopt() {
-            // The socket object owns the descriptor now.
-            Ok(socket) => {
-                fd.into_raw();
-                socket
-            }
-            // Closed here (`fd` drops), and the port with it.
-            Err(error) => {
-                self.0.socket_lost();
-                return Err(error);
-            }
-        };
-        socket.call_method1("setblocking", (true,))?;
-        Ok(socket)
+        let taken = py.detach(|| self.0.end(true)).map_err(raise)?;
+        let taken =
+            taken.ok_or_else(|| ReservationEnded::new_err("this reservation was released"))?;
+        self.adopt(py, taken)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -14,11 +14,19 @@ from hbutils_port import (
     NoFreePortError,
     Reservation,
     ReservationEnded,
+    SocketNotSupported,
     reserve_port,
     reserve_ports,
 )
 
 from conftest import eventually, natively_free
+
+WINDOWS = sys.platform == "win32"
+# socket() hands the listener over where the process can find it among its
+# descriptors (Linux, macOS); on Windows it refuses (the last tests here).
+takes_socket = pytest.mark.skipif(
+    WINDOWS, reason="Windows: Reservation.socket() raises SocketNotSupported"
+)
 
 
 def bind_refused(port):
@@ -83,6 +91,7 @@ def test_reserve_ports_holds_all_or_none(block, holder):
     assert natively_free(block) and natively_free(block + 2)
 
 
+@takes_socket
 def test_the_socket_is_the_listener_and_the_port_is_never_free_in_between(block):
     r = reserve_port(range(block, block + 16))
     port = r.port
@@ -120,6 +129,7 @@ def test_the_socket_is_the_listener_and_the_port_is_never_free_in_between(block)
     assert natively_free(port)
 
 
+@takes_socket
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc/self/fd here")
 def test_a_socket_python_refuses_leaves_no_descriptor_behind(block, monkeypatch):
     r = reserve_port(range(block, block + 16))
@@ -140,12 +150,28 @@ def test_a_socket_python_refuses_leaves_no_descriptor_behind(block, monkeypatch)
         r.socket()
 
 
+@takes_socket
 def test_socket_after_release_is_refused(block):
     r = reserve_port(range(block, block + 16))
     r.release()
     with pytest.raises(ReservationEnded) as raised:
         r.socket()
     assert isinstance(raised.value, ValueError)
+
+
+def test_socket_not_supported_is_a_not_implemented_error():
+    assert issubclass(SocketNotSupported, NotImplementedError)
+    assert SocketNotSupported.code == "unsupported"
+
+
+@pytest.mark.skipif(not WINDOWS, reason="Windows only: here socket() hands the listener over")
+def test_socket_on_windows_is_refused_and_the_port_stays_held(block):
+    with reserve_port(range(block, block + 16)) as r:
+        with pytest.raises(SocketNotSupported):
+            r.socket()
+        assert r.held and "held" in repr(r)
+        assert bind_refused(r.port)
+    assert natively_free(r.port)
 
 
 RACER = """
@@ -184,6 +210,7 @@ def test_eight_processes_racing_for_one_range_get_distinct_ports():
     assert all(natively_free(p) for p in ports)
 
 
+@takes_socket
 def test_a_reservation_outlives_the_host_that_made_it(block):
     from hbutils_port import Host
 
