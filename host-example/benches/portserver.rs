@@ -17,6 +17,8 @@
 fn main() {
     #[cfg(target_os = "linux")]
     bench::main();
+    #[cfg(not(target_os = "linux"))]
+    eprintln!("skipped: the port server is Linux-only, and so is its benchmark");
 }
 
 // The port server is Linux-only (/proc, SO_PEERCRED), and so is this.

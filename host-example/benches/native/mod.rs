@@ -7,8 +7,20 @@ use socket2::{Domain, Socket, Type};
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
+/// A non-blocking TCP socket: made so in one call where the OS can
+/// (Linux's SOCK_NONBLOCK), else set so after (macOS, Windows).
+fn stream(domain: Domain) -> std::io::Result<Socket> {
+    #[cfg(target_os = "linux")]
+    let socket = Socket::new(domain, Type::STREAM.nonblocking(), None)?;
+    #[cfg(not(target_os = "linux"))]
+    let socket = Socket::new(domain, Type::STREAM, None)?;
+    #[cfg(not(target_os = "linux"))]
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
 fn bind(addr: SocketAddr) -> std::io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
+    let socket = stream(Domain::for_address(addr))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -64,7 +76,7 @@ pub fn get_free_port(ports: impl IntoIterator<Item = u16>) -> u16 {
         let unbound = match socket.take() {
             Some(socket) => socket,
             None => {
-                let fresh = Socket::new(Domain::IPV4, Type::STREAM.nonblocking(), None).unwrap();
+                let fresh = stream(Domain::IPV4).unwrap();
                 fresh.set_reuse_address(true).unwrap();
                 fresh
             }

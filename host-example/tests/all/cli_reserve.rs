@@ -3,6 +3,7 @@
 //! twice.
 
 use crate::common::child::{Child, PATIENCE};
+use crate::common::os::reads_stdin;
 use crate::common::{block, free_block, natively_free};
 use port_host::{NetworkPolicy, Stderr};
 use std::process::{Command, Output};
@@ -28,20 +29,6 @@ fn range_arg(start: u16, len: u16) -> String {
     format!("{start}..{}", start + len)
 }
 
-/// Whether a thread of process `pid` is blocked in read(2) on descriptor 0
-/// (/proc/PID/task/TID/syscall: the call's number, then its arguments).
-fn reads_stdin(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.filter_map(Result::ok).any(|task| {
-        std::fs::read_to_string(task.path().join("syscall")).is_ok_and(|call| {
-            let mut words = call.split_whitespace();
-            words.next() == Some(&libc::SYS_read.to_string()) && words.next() == Some("0x0")
-        })
-    })
-}
-
 #[test]
 fn reserve_holds_the_port_until_stdin_closes() {
     let start = free_block(3);
@@ -52,12 +39,18 @@ fn reserve_holds_the_port_until_stdin_closes() {
     // The process waits on its stdin, holding the port: it does not just
     // print and go. Polled, not slept: some thread of it sits in read(0).
     let waiting = Instant::now();
-    while !reads_stdin(reserving.id()) {
+    while let Some(false) = reads_stdin(reserving.id()) {
         assert!(
             waiting.elapsed() < PATIENCE,
             "port-host reserve never waited on its stdin"
         );
         thread::sleep(Duration::from_millis(5));
+    }
+    if reads_stdin(reserving.id()).is_none() {
+        crate::common::skipped(
+            "reserve_holds_the_port_until_stdin_closes: this OS does not show that \
+             port-host waits in read(0) (Linux's /proc/PID/task/*/syscall); the rest runs",
+        );
     }
     assert!(!natively_free(port));
 

@@ -25,3 +25,14 @@ mod startup;
 mod tenants;
 mod wildcard_probes;
 mod wit_boundary;
+
+/// The port server is Linux-only (/proc names a port's owner, SO_PEERCRED
+/// the asker), and so are its tests, which build empty elsewhere.
+#[cfg(not(target_os = "linux"))]
+#[test]
+fn the_port_servers_tests_run_on_linux_only() {
+    common::skipped(
+        "portserver.rs, portserver_embedded.rs and port_host's portserver unit tests: \
+         the port server is Linux-only",
+    );
+}

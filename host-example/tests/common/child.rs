@@ -2,6 +2,7 @@
 //! killed and reaped when the guard drops, whatever the test did. A hung
 //! child fails its test; it never hangs the suite.
 
+use super::os::Ending;
 use std::io::{BufRead, BufReader};
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -150,11 +151,15 @@ impl Child {
     }
 
     /// Sends `signal` (a `libc::SIG*`) to the child.
+    #[cfg(unix)]
     pub fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
-        // SAFETY: kill has no memory effects; the pid is our own unreaped
-        // child, so it cannot name another process.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal}");
+        super::os::signal_pid(self.child.id(), signal);
+    }
+
+    /// Ends the child as `how` says (see [`Ending`]); its status then
+    /// tells so ([`super::os::ended_by`]).
+    pub fn end(&mut self, how: Ending) {
+        super::os::end(&mut self.child, how);
     }
 }
 

@@ -1,10 +1,11 @@
 //! Shared by the integration tests: one compiled component per test binary,
 //! ports the OS vouches for, the kinds of socket that hold a port, and the
-//! process's descriptors.
+//! process's descriptors (what differs between OSes is in `os.rs`).
 #![allow(dead_code)] // each test binary uses its own share of these helpers
 
 pub mod child;
 pub mod echo;
+pub mod os;
 
 use port_host::{Candidates, Limits, NetworkPolicy, PortHost, PortRange, Session, Stderr};
 use socket2::{Domain, Socket, Type};
@@ -101,16 +102,7 @@ pub fn hostile_host(timeout: std::time::Duration) -> PortHost {
 }
 
 fn ephemeral_range() -> (u32, u32) {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
-    let bounds: Vec<u32> = text
-        .iter()
-        .flat_map(|text| text.split_whitespace().filter_map(|n| n.parse().ok()))
-        .collect();
-    match bounds[..] {
-        [low, high] => (low, high),
-        // Linux's default.
-        _ => (32_768, 60_999),
-    }
+    os::ephemeral_range()
 }
 
 pub fn free_port() -> u16 {
@@ -170,11 +162,24 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The descriptors this process has open now.
+/// The descriptors this process has open now. Only where the OS counts
+/// them ([`os::open_descriptors`]): a test that needs it asks
+/// [`counts_descriptors`] first.
 pub fn open_descriptors() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("Linux exposes /proc/self/fd")
-        .count()
+    os::open_descriptors().expect("this OS counts a process's descriptors")
+}
+
+/// Whether this OS counts a process's descriptors; where it does not, says
+/// that `test` was skipped.
+pub fn counts_descriptors(test: &str) -> bool {
+    let counts = os::open_descriptors().is_some();
+    if !counts {
+        skipped(&format!(
+            "{test}: {} does not count a process's descriptors (/proc/self/fd, /dev/fd)",
+            std::env::consts::OS
+        ));
+    }
+    counts
 }
 
 /// Raises this process's soft open-file limit to at least `needed`, within
@@ -186,27 +191,14 @@ pub fn allow_open_files(needed: u64) {
         "this test needs {needed} open files; the hard limit is {hard}"
     );
     if soft < needed {
-        let limit = libc::rlimit {
-            rlim_cur: needed,
-            rlim_max: hard,
-        };
-        // SAFETY: setrlimit only reads the struct passed.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        os::raise_open_files(needed);
     }
 }
 
-/// This process's open-file limits: (soft, hard).
+/// This process's open-file limits: (soft, hard); unbounded where the OS
+/// has no such limit (Windows).
 pub fn open_file_limits() -> (u64, u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
-    (limit.rlim_cur, limit.rlim_max)
+    os::open_file_limits()
 }
 
 /// Says that (part of) a test could not run on this machine, in plain
@@ -226,24 +218,11 @@ pub fn skipped(what: &str) {
     writeln!(file, "skipped: {what}").expect("the target's tmp folder is writable");
 }
 
-/// `command` with its soft open-file limit set to `files` in the child.
+/// `command` with its soft open-file limit set to `files` in the child
+/// (as it is where the OS has no such limit).
 pub fn with_open_file_limit(
     command: &mut std::process::Command,
     files: u64,
 ) -> &mut std::process::Command {
-    use std::os::unix::process::CommandExt;
-    let limit = libc::rlimit {
-        rlim_cur: files,
-        rlim_max: files,
-    };
-    // SAFETY: setrlimit is async-signal-safe and touches only this child.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        })
-    }
+    os::with_open_file_limit(command, files)
 }
