@@ -29,11 +29,11 @@ use crate::search::Error;
 pub enum Place {
     /// 127.0.0.1
     Loopback4,
-    /// [::1]
+    /// `[::1]`
     Loopback6,
     /// 0.0.0.0
     Wildcard4,
-    /// [::] (IPv6 only: wasmtime-wasi's IPv6 sockets are v6-only)
+    /// `[::]` (IPv6 only: wasmtime-wasi's IPv6 sockets are v6-only)
     Wildcard6,
 }
 
@@ -111,7 +111,7 @@ pub fn is_free<B: Binder>(
     others_allow(binder, wildcard, port)
 }
 
-/// After a successful bind on 127.0.0.1: whether [::1] and, where granted,
+/// After a successful bind on 127.0.0.1: whether `[::1]` and, where granted,
 /// the wildcard addresses are free too. The guards are bound and let go.
 pub fn others_allow<B: Binder>(
     binder: &mut B,
@@ -124,7 +124,7 @@ pub fn others_allow<B: Binder>(
     Ok(guards(binder, wildcard, port)?.is_some())
 }
 
-/// Whether [::1]:`port` is free; a host without IPv6 loopback leaves the
+/// Whether `[::1]`:`port` is free; a host without IPv6 loopback leaves the
 /// answer to IPv4 rather than calling every port busy.
 pub fn ipv6_allows<B: Binder>(binder: &mut B, port: u16) -> Result<bool, Error> {
     match binder.bind(Place::Loopback6, port) {
@@ -166,7 +166,7 @@ pub fn guards<B: Binder>(
     Ok(Some(bound))
 }
 
-/// Holds `port`: bound on 127.0.0.1, checked on [::1], guarded on the
+/// Holds `port`: bound on 127.0.0.1, checked on `[::1]`, guarded on the
 /// wildcard addresses where granted, then listening. `None` when anyone
 /// holds it, a rival reserving it this very moment included: of two listens
 /// on one port, the OS lets one succeed.
@@ -184,7 +184,7 @@ pub fn hold<B: Binder>(
 }
 
 /// [`hold`] for a port already bound on 127.0.0.1 by `socket` (the OS's
-/// choice, say). [::1] is checked before the listen, so that a port someone
+/// choice, say). `[::1]` is checked before the listen, so that a port someone
 /// holds there never sees our listener even for an instant: its owner may be
 /// about to listen on it too. The guards come before the listen as well, so
 /// the port is never listened on without them. When the port is held

@@ -104,7 +104,7 @@ pub fn run(root: &Path, args: impl Iterator<Item = String>) -> Result<(), String
     Ok(())
 }
 
-/// `version = "…"` of a manifest's [package].
+/// `version = "…"` of a manifest's `[package]`.
 fn package_version(manifest: &Path) -> Result<String, String> {
     let text =
         fs::read_to_string(manifest).map_err(|e| format!("reading {}: {e}", manifest.display()))?;
