@@ -152,13 +152,14 @@ fn reserve_ports_holds_a_thousand_ports_in_one_call_and_frees_them_with_the_sess
     const COUNT: u16 = 1000;
     allow_open_files(4 * u64::from(COUNT));
     let start = free_block(COUNT);
-    // A reservation is a live resource; the default quota is 1,000 per store.
-    let limits =
-        Limits::default().with_store(StoreBounds::default().with_resources(2 * usize::from(COUNT)));
+    // A reservation is a live resource, one socket or (where the policy
+    // grants the wildcard probes: macOS, Windows) three; the default quota
+    // is 1,000 per store.
+    let network = NetworkPolicy::loopback();
+    let sockets = usize::from(COUNT) * network.sockets_per_reservation();
+    let limits = Limits::default().with_store(StoreBounds::default().with_resources(2 * sockets));
     let host = PortHost::embedded(limits).unwrap();
-    let mut session = host
-        .session(NetworkPolicy::loopback(), Stderr::Capture)
-        .unwrap();
+    let mut session = host.session(network, Stderr::Capture).unwrap();
     let held = session
         .reserve_ports(Some(&block(start, COUNT)), COUNT.into(), true)
         .unwrap()

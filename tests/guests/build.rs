@@ -113,15 +113,26 @@ fn has_core(libdir: &Path) -> bool {
 /// their artifacts are: `<dir>/<crate_name>.wasm`. The wasm build goes to one
 /// folder beside the host's build output, shared by every host profile, so
 /// that `cargo test`, `cargo clippy` and `cargo doc` reuse one guest build
-/// (cargo's lock on that folder keeps two of them apart).
+/// (cargo's lock on that folder keeps two of them apart), and so do the
+/// builds for every `--target`: the guests are wasm whatever the host is.
 fn build(root: &Path, out_dir: &Path, packages: &[&str]) -> PathBuf {
     // OUT_DIR is <target-dir>/[<triple>/]<profile>/build/<pkg>/out; cargo
-    // marks the target directory itself with CACHEDIR.TAG.
-    let target_dir = out_dir
+    // marks the target directory with CACHEDIR.TAG, and with `--target` its
+    // <triple> folder too.
+    let tagged = out_dir
         .ancestors()
         .find(|dir| dir.join("CACHEDIR.TAG").is_file())
-        .unwrap_or(out_dir)
-        .join("guests");
+        .unwrap_or(out_dir);
+    let triple = env::var_os("TARGET");
+    let target_dir = match tagged.parent() {
+        Some(parent)
+            if tagged.file_name() == triple.as_deref() && parent.join("CACHEDIR.TAG").is_file() =>
+        {
+            parent
+        }
+        _ => tagged,
+    }
+    .join("guests");
     let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
         .current_dir(root)

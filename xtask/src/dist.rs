@@ -70,7 +70,7 @@ pub fn run(root: &Path, args: impl Iterator<Item = String>) -> Result<(), String
         script(root, ".ci/cross", &[])?;
         for (target, binary) in CROSS_BINARIES {
             let built = root
-                .join("target/cross")
+                .join("target")
                 .join(target)
                 .join("release")
                 .join(binary);
