@@ -11,23 +11,22 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, TcpListener};
 
 mod native;
+// The tests' OS helpers; the benchmark needs only the ephemeral range.
+#[allow(dead_code)]
+#[path = "../tests/common/os.rs"]
+mod os;
 
-fn os_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `len` consecutive ports that are free now, starting where the OS points.
+/// `len` consecutive ports that are free now, outside the OS's ephemeral
+/// range: a benchmark binds and frees the same port hundreds of thousands of
+/// times, and an ephemeral one can go to any process's connect in between.
 fn free_block(len: u16) -> u16 {
-    (0..1000)
-        .map(|_| os_port())
-        .find(|&start| {
-            start.checked_add(len).is_some() && (start..start + len).all(native::is_free)
-        })
-        .expect("a block of free ports")
+    let (low, high) = os::ephemeral_range();
+    let len = u32::from(len);
+    let usable = |port: u32| !(low..=high).contains(&port) && native::is_free(port as u16);
+    (10_000..(1 << 16) - len)
+        .step_by(len as usize)
+        .find(|&start| (start..start + len).all(usable))
+        .expect("a block of free ports outside the ephemeral range") as u16
 }
 
 fn benches(c: &mut Criterion) {
