@@ -30,8 +30,8 @@ use_zig() {
 
 # Exports what makes cargo build for macOS on `$1` (aarch64, x86_64) with
 # zig cc compiling and linking: the oldest macOS is rustc's default for the
-# target (11.0 on arm64, 10.12 on x86_64), told to zig and to cc-rs alike,
-# so a check and a wheel build share wasmtime's build script run. The libs
+# target (11.0 on arm64, 10.12 on x86_64), told to zig and to cc-rs alike
+# (zig's own default is 15.0), and the wheels are tagged with it. The libs
 # folder holds a stub libiconv.tbd (rustc links std with -liconv on Apple
 # targets; zig ships none, every Mac has the dylib). Sets $macos_vars, the
 # names exported, for `unset` after.
