@@ -23,6 +23,16 @@ fn disposition(signal: libc::c_int) -> libc::sighandler_t {
 
 #[test]
 fn a_returned_serve_leaves_the_signal_dispositions_and_descriptors_as_they_were() {
+    // A process started in the background by a shell without job control
+    // inherits SIGINT ignored; this binary is the test's alone, so it starts
+    // from the defaults whatever it inherited.
+    for signal in SIGNALS {
+        // SAFETY: sets a default disposition; no handler runs.
+        assert_ne!(
+            unsafe { libc::signal(signal, libc::SIG_DFL) },
+            libc::SIG_ERR
+        );
+    }
     let before: Vec<_> = SIGNALS.into_iter().map(disposition).collect();
     assert!(before.iter().all(|&d| d == libc::SIG_DFL), "{before:?}");
     let descriptors = || std::fs::read_dir("/proc/self/fd").unwrap().count();
